@@ -1,0 +1,207 @@
+//! The bilevel problem interface.
+//!
+//! Variables are flat `f64` slices: matrix-shaped problems view them in place as faer matrices
+//! (`MatRef::from_column_major_slice`), so no copies are made at the boundary.
+
+use crate::error::{Error, Result};
+
+/// Which objective a call refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Upper level, f.
+    Upper,
+    /// Lower level, g.
+    Lower,
+}
+
+/// Smoothness constants (Lipschitz constants of the gradients).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Smoothness {
+    /// Smoothness of f in the joint variable (u, v).
+    pub lf: f64,
+    /// Smoothness of g in the joint variable (u, v).
+    pub lg: f64,
+    /// Smoothness of g(u, ·) in v alone (sets the inner step β ≈ 1/lg_vv).
+    pub lg_vv: f64,
+}
+
+/// The minimizer set and value of the penalty function L_γ, where a problem knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PenaltyOptimum {
+    /// min L_γ.
+    pub value: f64,
+    /// A minimizer (u, v), when it is unique.
+    pub point: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// A bilevel problem: min over (u, v) of f(u, v) subject to v ∈ argmin_w g(u, w).
+///
+/// Required: sizes, f and g with their partial gradients (one call returns the value and
+/// writes whichever gradients are asked for). Everything else is optional and unlocks
+/// certified answers: the exact lower-level solution, smoothness constants, the bilevel and
+/// penalty optima, a box for u.
+pub trait Problem: Send + Sync {
+    /// Short name, used in traces and reports.
+    fn name(&self) -> String;
+    /// Length of the upper-level variable u.
+    fn dim_u(&self) -> usize;
+    /// Length of the lower-level variable v.
+    fn dim_v(&self) -> usize;
+
+    /// Upper-level objective f(u, v). When given, `gu` and `gv` are overwritten with ∂f/∂u and
+    /// ∂f/∂v.
+    fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64;
+
+    /// Lower-level objective g(u, v), same convention as [`Problem::f`].
+    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64;
+
+    /// Writes an exact lower-level minimizer w*(u) into `w` and returns true, or returns false
+    /// when the problem has no closed form.
+    fn ll_solution(&self, _u: &[f64], _w: &mut [f64]) -> bool {
+        false
+    }
+
+    /// True when [`Problem::ll_solution`] is available.
+    fn has_ll_solution(&self) -> bool {
+        false
+    }
+
+    /// Projects u onto the upper-level feasible set (identity when unconstrained).
+    fn project_u(&self, _u: &mut [f64]) {}
+
+    /// True when u is constrained (then stopping uses the projected-gradient mapping).
+    fn is_constrained(&self) -> bool {
+        false
+    }
+
+    /// Global smoothness constants, where the problem knows them. Otherwise the solvers
+    /// estimate them by power iteration at the start point.
+    fn smoothness(&self) -> Option<Smoothness> {
+        None
+    }
+
+    /// The bilevel optimum f*, where it is certified (closed form, exhaustive search).
+    fn bilevel_optimum(&self) -> Option<f64> {
+        None
+    }
+
+    /// The global minimum of L_γ (and its minimizer when unique), where it is known.
+    fn penalty_optimum(&self, _gamma: f64) -> Option<PenaltyOptimum> {
+        None
+    }
+
+    /// Relative distance from (u, v) to the penalty optimum, in whatever measure suits the
+    /// problem (for example on the product of two layers). The default uses the unique
+    /// minimizer when [`Problem::penalty_optimum`] gives one.
+    fn penalty_optimum_distance(&self, u: &[f64], v: &[f64], gamma: f64) -> Option<f64> {
+        let (us, vs) = self.penalty_optimum(gamma)?.point?;
+        let num: f64 = u
+            .iter()
+            .zip(&us)
+            .chain(v.iter().zip(&vs))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        let den: f64 = us.iter().chain(&vs).map(|a| a * a).sum();
+        Some(num.sqrt() / den.sqrt().max(1e-300))
+    }
+
+    /// Names of problem-specific metrics recorded in every trace row (accuracy, F1, ...).
+    fn metric_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Values of the metrics named by [`Problem::metric_names`], in the same order.
+    fn metrics(&self, _u: &[f64], _v: &[f64]) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// Hessian-vector product of f or g at (u, v) in the direction (du, dv), written into
+    /// (hu, hv). The default takes a central difference of gradients; problems with cheap
+    /// exact products override it.
+    #[allow(clippy::too_many_arguments)]
+    fn hvp(
+        &self,
+        level: Level,
+        u: &[f64],
+        v: &[f64],
+        du: &[f64],
+        dv: &[f64],
+        hu: &mut [f64],
+        hv: &mut [f64],
+    ) {
+        hvp_by_differences(self, level, u, v, du, dv, hu, hv)
+    }
+}
+
+/// Evaluates f or g with gradients.
+pub fn eval_level<P: Problem + ?Sized>(
+    p: &P,
+    level: Level,
+    u: &[f64],
+    v: &[f64],
+    gu: Option<&mut [f64]>,
+    gv: Option<&mut [f64]>,
+) -> f64 {
+    match level {
+        Level::Upper => p.f(u, v, gu, gv),
+        Level::Lower => p.g(u, v, gu, gv),
+    }
+}
+
+/// Hessian-vector product by a central difference of gradients, with a step scaled to the
+/// point and direction.
+#[allow(clippy::too_many_arguments)]
+pub fn hvp_by_differences<P: Problem + ?Sized>(
+    p: &P,
+    level: Level,
+    u: &[f64],
+    v: &[f64],
+    du: &[f64],
+    dv: &[f64],
+    hu: &mut [f64],
+    hv: &mut [f64],
+) {
+    let zn = crate::linalg::norm(u).hypot(crate::linalg::norm(v));
+    let dn = crate::linalg::norm(du).hypot(crate::linalg::norm(dv));
+    if dn == 0.0 {
+        hu.fill(0.0);
+        hv.fill(0.0);
+        return;
+    }
+    let h = 1e-5 * (1.0 + zn) / dn;
+    let up: Vec<f64> = u.iter().zip(du).map(|(a, b)| a + h * b).collect();
+    let vp: Vec<f64> = v.iter().zip(dv).map(|(a, b)| a + h * b).collect();
+    let um: Vec<f64> = u.iter().zip(du).map(|(a, b)| a - h * b).collect();
+    let vm: Vec<f64> = v.iter().zip(dv).map(|(a, b)| a - h * b).collect();
+    let mut gu2 = vec![0.0; u.len()];
+    let mut gv2 = vec![0.0; v.len()];
+    eval_level(p, level, &up, &vp, Some(hu), Some(hv));
+    eval_level(p, level, &um, &vm, Some(&mut gu2), Some(&mut gv2));
+    for (a, b) in hu.iter_mut().zip(&gu2) {
+        *a = (*a - b) / (2.0 * h);
+    }
+    for (a, b) in hv.iter_mut().zip(&gv2) {
+        *a = (*a - b) / (2.0 * h);
+    }
+}
+
+/// Checks that (u, v) have the problem's sizes and finite entries.
+pub fn check_point<P: Problem + ?Sized>(p: &P, u: &[f64], v: &[f64]) -> Result<()> {
+    if u.len() != p.dim_u() {
+        return Err(Error::dim(
+            format!("upper-level variable u of problem {}", p.name()),
+            p.dim_u(),
+            u.len(),
+        ));
+    }
+    if v.len() != p.dim_v() {
+        return Err(Error::dim(
+            format!("lower-level variable v of problem {}", p.name()),
+            p.dim_v(),
+            v.len(),
+        ));
+    }
+    crate::error::check_finite("start point u", u)?;
+    crate::error::check_finite("start point v", v)?;
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! The run loop shared by every solver: iteration and time limits, stopping tolerances,
+//! divergence detection, records, observers and interruption.
+
+use crate::error::{Divergence, Error, Result};
+use crate::linalg::norm;
+use crate::problem::{Problem, check_point};
+use crate::solvers::{InnerLoop, Solver, State, Steps, ValueFunction};
+use crate::trace::{Observer, Record, Snapshot, Status, Trace};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Limits, tolerances and recording settings of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
+    /// Iteration budget.
+    pub max_iter: usize,
+    /// Record (and check stopping rules) every this many iterations.
+    pub record_every: usize,
+    /// Stop when ‖∇L_γ‖ ≤ grad_tol.
+    pub grad_tol: Option<f64>,
+    /// Stop when |ΔL_γ| / max(|L_γ|, 1e-300) between two records ≤ rel_tol.
+    pub rel_tol: Option<f64>,
+    /// Stop when L_γ ≤ target.
+    pub target: Option<f64>,
+    /// Stop when the relative distance to the penalty optimum ≤ dist_tol (problems that know it).
+    pub dist_tol: Option<f64>,
+    /// Declare divergence when L_γ exceeds this factor times max(|L_γ at start|, 1).
+    pub divergence_factor: f64,
+    /// Wall-time budget in seconds.
+    pub max_time_s: Option<f64>,
+    /// Seed of the run's random stream.
+    pub seed: u64,
+    /// Gradient steps the monitor spends per record refining its g* estimate (problems
+    /// without an exact lower-level solution).
+    pub monitor_inner_steps: usize,
+    /// Keep every record (false: only the first and last, for large studies).
+    pub keep_records: bool,
+    /// Set to true from another thread (Ctrl-C) to stop after the current iteration.
+    #[serde(skip)]
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            max_iter: 1000,
+            record_every: 1,
+            grad_tol: None,
+            rel_tol: None,
+            target: None,
+            dist_tol: None,
+            divergence_factor: 1e8,
+            max_time_s: None,
+            seed: 0,
+            monitor_inner_steps: 100,
+            keep_records: true,
+            interrupt: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.record_every == 0 {
+            return Err(Error::setting("record_every", 0, "must be at least 1"));
+        }
+        for (name, v) in [
+            ("grad_tol", self.grad_tol),
+            ("rel_tol", self.rel_tol),
+            ("dist_tol", self.dist_tol),
+            ("max_time_s", self.max_time_s),
+        ] {
+            if let Some(x) = v {
+                crate::error::check_positive(name, x)?;
+            }
+        }
+        if let Some(t) = self.target
+            && !t.is_finite()
+        {
+            return Err(Error::setting("target", t, "must be a finite number"));
+        }
+        if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
+            return Err(Error::setting(
+                "divergence_factor",
+                self.divergence_factor,
+                "must be finite and > 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The result of a run that did not diverge.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Final upper-level variable.
+    pub u: Vec<f64>,
+    /// Final lower-level variable.
+    pub v: Vec<f64>,
+    /// Records and status.
+    pub trace: Trace,
+    /// How the run ended.
+    pub status: Status,
+    /// Iterations taken.
+    pub iterations: usize,
+    /// Step sizes in force at the end.
+    pub steps: Steps,
+}
+
+impl RunOutput {
+    /// The final record.
+    pub fn last(&self) -> &Record {
+        self.trace.records.last().expect("a run always records its end point")
+    }
+}
+
+/// Evaluates records at iterates: f, g, g*, L_γ, gradient norms and gaps.
+pub struct Monitor {
+    fu: Vec<f64>,
+    fv: Vec<f64>,
+    gu: Vec<f64>,
+    gv: Vec<f64>,
+    hu: Vec<f64>,
+    exact: bool,
+    vf: Option<ValueFunction>,
+    steps: usize,
+    opt_cache: Option<(f64, Option<f64>)>,
+}
+
+impl Monitor {
+    /// A monitor for `problem`. Without an exact lower-level solution, g* is estimated by
+    /// gradient descent (step β) warm-started from the previous estimate.
+    pub fn new(problem: &dyn Problem, beta: f64, steps: usize) -> Result<Self> {
+        let (nu, nv) = (problem.dim_u(), problem.dim_v());
+        let exact = problem.has_ll_solution();
+        let vf = if exact {
+            ValueFunction::new(problem, InnerLoop::Exact, 1.0)?
+        } else {
+            ValueFunction::new(
+                problem,
+                InnerLoop::Gd {
+                    steps: steps.max(1),
+                    warm: true,
+                    beta: Some(beta),
+                },
+                1.0,
+            )?
+        };
+        Ok(Monitor {
+            fu: vec![0.0; nu],
+            fv: vec![0.0; nv],
+            gu: vec![0.0; nu],
+            gv: vec![0.0; nv],
+            hu: vec![0.0; nu],
+            exact,
+            vf: Some(vf),
+            steps,
+            opt_cache: None,
+        })
+    }
+
+    /// "exact" or "estimate".
+    pub fn g_star_source(&self) -> &'static str {
+        if self.exact { "exact" } else { "estimate" }
+    }
+
+    /// The record at (u, v) for penalty γ. `alpha` scales the projected-gradient mapping of
+    /// constrained problems; `hint` is a lower-level point to try as a g* candidate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        problem: &dyn Problem,
+        iter: usize,
+        time_s: f64,
+        u: &[f64],
+        v: &[f64],
+        gamma: f64,
+        alpha: f64,
+        hint: Option<&[f64]>,
+    ) -> Record {
+        let f = problem.f(u, v, Some(&mut self.fu), Some(&mut self.fv));
+        let g = problem.g(u, v, Some(&mut self.gu), Some(&mut self.gv));
+        let vf = self.vf.as_mut().expect("monitor has a value function");
+        let mut g_star;
+        if self.exact {
+            vf.update(problem, u);
+            g_star = vf.value(problem, u, Some(&mut self.hu));
+        } else {
+            if iter == 0 {
+                vf.set(hint.unwrap_or(v));
+            }
+            vf.update_with(problem, u, Some(self.steps));
+            g_star = vf.value(problem, u, Some(&mut self.hu));
+            // g* ≤ g(u, w) for every w: the lowest candidate is the tightest estimate.
+            if let Some(w) = hint {
+                let mut hu2 = vec![0.0; u.len()];
+                let gh = problem.g(u, w, Some(&mut hu2), None);
+                if gh < g_star {
+                    g_star = gh;
+                    self.hu.copy_from_slice(&hu2);
+                    vf.set(w);
+                }
+            }
+            if g < g_star {
+                g_star = g;
+                self.hu.copy_from_slice(&self.gu);
+                vf.set(v);
+            }
+        }
+        let ll_gap = g - g_star;
+        let l_gamma = f + gamma * ll_gap;
+        // ∇_u L_γ into fu, ∇_v L_γ into fv.
+        for i in 0..self.fu.len() {
+            self.fu[i] += gamma * (self.gu[i] - self.hu[i]);
+        }
+        for i in 0..self.fv.len() {
+            self.fv[i] += gamma * self.gv[i];
+        }
+        let grad_u = if problem.is_constrained() && alpha > 0.0 && alpha.is_finite() {
+            let mut p: Vec<f64> = u.iter().zip(&self.fu).map(|(a, d)| a - alpha * d).collect();
+            problem.project_u(&mut p);
+            crate::linalg::dist(u, &p) / alpha
+        } else {
+            norm(&self.fu)
+        };
+        let grad_v = norm(&self.fv);
+        let f_gap = problem.bilevel_optimum().map_or(f64::NAN, |fs| f - fs);
+        let l_star = match self.opt_cache {
+            Some((g0, val)) if g0 == gamma => val,
+            _ => {
+                let val = problem.penalty_optimum(gamma).map(|p| p.value);
+                self.opt_cache = Some((gamma, val));
+                val
+            }
+        };
+        let l_gap = l_star.map_or(f64::NAN, |ls| l_gamma - ls);
+        let dist_opt = problem
+            .penalty_optimum_distance(u, v, gamma)
+            .unwrap_or(f64::NAN);
+        Record {
+            iter,
+            time_s,
+            f,
+            g,
+            g_star,
+            ll_gap,
+            gamma,
+            l_gamma,
+            grad_u,
+            grad_v,
+            f_gap,
+            l_gap,
+            dist_opt,
+            metrics: problem.metrics(u, v),
+        }
+    }
+}
+
+/// Runs `solver` on `problem` from (u0, v0).
+///
+/// Returns the final point and trace, or [`Error::Diverged`] (carrying the partial trace) when
+/// the iterates become non-finite or L_γ grows past the divergence factor.
+pub fn run(
+    problem: &dyn Problem,
+    solver: &mut dyn Solver,
+    u0: &[f64],
+    v0: &[f64],
+    opts: &RunOptions,
+    observers: &mut [&mut dyn Observer],
+) -> Result<RunOutput> {
+    opts.validate()?;
+    check_point(problem, u0, v0)?;
+    let mut state = State {
+        u: u0.to_vec(),
+        v: v0.to_vec(),
+        iter: 0,
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+    };
+    problem.project_u(&mut state.u);
+    solver.init(problem, &mut state)?;
+    let beta = solver
+        .steps()
+        .beta
+        .or_else(|| solver.smoothness().map(|s| 1.0 / s.lg_vv))
+        .unwrap_or(1.0);
+    let mut monitor = Monitor::new(problem, beta, opts.monitor_inner_steps)?;
+    let mut trace = Trace {
+        problem: problem.name(),
+        solver: solver.name(),
+        seed: opts.seed,
+        g_star_source: monitor.g_star_source().to_string(),
+        metric_names: problem.metric_names(),
+        records: Vec::new(),
+        status: None,
+    };
+    let start = Instant::now();
+    let take = |state: &State, solver: &dyn Solver, monitor: &mut Monitor| {
+        monitor.record(
+            problem,
+            state.iter,
+            start.elapsed().as_secs_f64(),
+            &state.u,
+            &state.v,
+            solver.gamma(state.iter),
+            solver.steps().alpha,
+            solver.ll_estimate(),
+        )
+    };
+    let first = take(&state, solver, &mut monitor);
+    let scale = first.l_gamma.abs().max(1.0);
+    let mut prev_l = first.l_gamma;
+    notify(observers, &first, &state, opts.max_iter);
+    let mut last_recorded = 0usize;
+    let mut status = stop_check(opts, &first, None);
+    trace.records.push(first);
+
+    let diverged = |state: &State, reason: String, solver: &dyn Solver, trace: &mut Trace| {
+        let steps = solver.steps();
+        trace.status = Some(Status::Diverged(reason.clone()));
+        Error::Diverged(Box::new(Divergence {
+            iter: state.iter,
+            reason,
+            alpha: steps.alpha,
+            beta: steps.beta,
+            trace: trace.clone(),
+        }))
+    };
+
+    while status.is_none() {
+        if state.iter >= opts.max_iter {
+            status = Some(Status::MaxIterations);
+            break;
+        }
+        if let Some(flag) = &opts.interrupt
+            && flag.load(Ordering::Relaxed)
+        {
+            status = Some(Status::Interrupted);
+            break;
+        }
+        if let Some(t) = opts.max_time_s
+            && start.elapsed().as_secs_f64() > t
+        {
+            status = Some(Status::TimeLimit);
+            break;
+        }
+        solver.step(problem, &mut state)?;
+        state.iter += 1;
+        if !state.u.iter().chain(&state.v).all(|x| x.is_finite()) {
+            let rec = take(&state, solver, &mut monitor);
+            trace.records.push(rec);
+            return Err(diverged(
+                &state,
+                "the iterate became non-finite (NaN or Inf)".into(),
+                solver,
+                &mut trace,
+            ));
+        }
+        if state.iter.is_multiple_of(opts.record_every) || state.iter == opts.max_iter {
+            let rec = take(&state, solver, &mut monitor);
+            last_recorded = state.iter;
+            notify(observers, &rec, &state, opts.max_iter);
+            if !rec.l_gamma.is_finite() || rec.l_gamma > opts.divergence_factor * scale {
+                let reason = format!(
+                    "L_gamma grew from {:.3e} at the start to {:.3e}",
+                    trace.records[0].l_gamma, rec.l_gamma
+                );
+                trace.records.push(rec);
+                return Err(diverged(&state, reason, solver, &mut trace));
+            }
+            status = stop_check(opts, &rec, Some(prev_l));
+            prev_l = rec.l_gamma;
+            push(&mut trace, rec, opts.keep_records);
+        }
+    }
+    if last_recorded != state.iter {
+        let rec = take(&state, solver, &mut monitor);
+        notify(observers, &rec, &state, opts.max_iter);
+        push(&mut trace, rec, opts.keep_records);
+    }
+    let status = status.unwrap_or(Status::MaxIterations);
+    for o in observers.iter_mut() {
+        o.finish(&status);
+    }
+    trace.status = Some(status.clone());
+    Ok(RunOutput {
+        u: state.u,
+        v: state.v,
+        trace,
+        status,
+        iterations: state.iter,
+        steps: solver.steps(),
+    })
+}
+
+fn notify(observers: &mut [&mut dyn Observer], rec: &Record, state: &State, max_iter: usize) {
+    let snap = Snapshot {
+        record: rec,
+        u: &state.u,
+        v: &state.v,
+        max_iter,
+    };
+    for o in observers.iter_mut() {
+        o.observe(&snap);
+    }
+}
+
+fn push(trace: &mut Trace, rec: Record, keep: bool) {
+    if !keep && trace.records.len() >= 2 {
+        trace.records.pop();
+    }
+    trace.records.push(rec);
+}
+
+fn stop_check(opts: &RunOptions, rec: &Record, prev_l: Option<f64>) -> Option<Status> {
+    if let Some(t) = opts.target
+        && rec.l_gamma <= t
+    {
+        return Some(Status::Converged(format!("L_gamma <= {t:e}")));
+    }
+    if let Some(t) = opts.grad_tol
+        && rec.grad_norm() <= t
+    {
+        return Some(Status::Converged(format!("gradient norm <= {t:e}")));
+    }
+    if let Some(t) = opts.dist_tol
+        && rec.dist_opt <= t
+    {
+        return Some(Status::Converged(format!(
+            "distance to the penalty optimum <= {t:e}"
+        )));
+    }
+    if let (Some(t), Some(p)) = (opts.rel_tol, prev_l)
+        && (rec.l_gamma - p).abs() / rec.l_gamma.abs().max(1e-300) <= t
+    {
+        return Some(Status::Converged(format!("relative change of L_gamma <= {t:e}")));
+    }
+    None
+}

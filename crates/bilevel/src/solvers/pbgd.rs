@@ -1,0 +1,246 @@
+//! Penalty-based bilevel gradient descent (PBGD): Jacobi and Gauss–Seidel updates, and
+//! V-PBGD (γ ramped linearly). Specification: method.md, section 4.
+
+use super::{GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
+use crate::error::{Error, Result};
+use crate::linalg::axpy;
+use crate::problem::{Problem, Smoothness};
+use serde::{Deserialize, Serialize};
+
+/// How the two blocks are updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Update {
+    /// Simultaneous step on (u, v) from the same point (pairs with joint PL).
+    Jacobi,
+    /// Step on v first, then on u at the fresh v (pairs with blockwise PL).
+    GaussSeidel,
+}
+
+/// PBGD on L_γ = f + γ (g − g*).
+#[derive(Debug, Clone)]
+pub struct Pbgd {
+    /// Jacobi or Gauss–Seidel.
+    pub update: Update,
+    /// γ over iterations.
+    pub gamma: GammaSchedule,
+    /// Outer step rule.
+    pub step: StepRule,
+    /// Gradient steps on v per iteration (Gauss–Seidel only).
+    pub v_steps: usize,
+    /// Value-function estimate; None picks exact where available, else 10 warm steps.
+    pub inner: Option<InnerLoop>,
+    /// Smoothness overrides (None: the problem's, else estimated at the start point).
+    pub smoothness: Option<Smoothness>,
+    s: Option<Smoothness>,
+    vf: Option<ValueFunction>,
+    buf: Buffers,
+    last_alpha: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Buffers {
+    fu: Vec<f64>,
+    fv: Vec<f64>,
+    gu: Vec<f64>,
+    gv: Vec<f64>,
+    hu: Vec<f64>,
+}
+
+impl Pbgd {
+    /// PBGD with the given update and fixed γ; default steps and inner loop.
+    pub fn new(update: Update, gamma: f64) -> Self {
+        Pbgd {
+            update,
+            gamma: GammaSchedule::Constant(gamma),
+            step: StepRule::default(),
+            v_steps: 1,
+            inner: None,
+            smoothness: None,
+            s: None,
+            vf: None,
+            buf: Buffers::default(),
+            last_alpha: f64::NAN,
+        }
+    }
+
+    /// Jacobi PBGD with fixed γ.
+    pub fn jacobi(gamma: f64) -> Self {
+        Self::new(Update::Jacobi, gamma)
+    }
+
+    /// Gauss–Seidel PBGD with fixed γ.
+    pub fn gauss_seidel(gamma: f64) -> Self {
+        Self::new(Update::GaussSeidel, gamma)
+    }
+
+    /// V-PBGD (Shen & Chen): Jacobi steps, γ ramped linearly from `start` to `end` over
+    /// `iters` iterations, α = α₀ · min(1, 1/γ). `alpha0 = None` takes c/(ℓ_f + ℓ_g), c = 0.5.
+    pub fn v_pbgd(start: f64, end: f64, iters: usize, alpha0: Option<f64>) -> Self {
+        let mut p = Self::new(Update::Jacobi, end);
+        p.gamma = GammaSchedule::Linear { start, end, iters };
+        p.step = StepRule::InverseGamma {
+            alpha0: alpha0.unwrap_or(f64::NAN),
+        };
+        p
+    }
+
+    /// Sets the step rule.
+    pub fn with_step(mut self, step: StepRule) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// Sets the γ schedule.
+    pub fn with_gamma(mut self, gamma: GammaSchedule) -> Self {
+        self.gamma = gamma;
+        self
+    }
+
+    /// Sets the value-function estimate.
+    pub fn with_inner(mut self, inner: InnerLoop) -> Self {
+        self.inner = Some(inner);
+        self
+    }
+
+    /// Overrides the smoothness constants.
+    pub fn with_smoothness(mut self, s: Smoothness) -> Self {
+        self.smoothness = Some(s);
+        self
+    }
+
+    /// Sets the number of v steps per iteration (Gauss–Seidel).
+    pub fn with_v_steps(mut self, n: usize) -> Self {
+        self.v_steps = n;
+        self
+    }
+
+    fn alpha(&self, gamma: f64) -> f64 {
+        let s = self.s.as_ref().expect("init sets smoothness");
+        self.step.alpha(gamma, s)
+    }
+}
+
+impl Solver for Pbgd {
+    fn name(&self) -> String {
+        let kind = match (self.update, self.gamma) {
+            (_, GammaSchedule::Linear { .. }) => "V-PBGD",
+            (Update::Jacobi, _) => "PBGD-Jacobi",
+            (Update::GaussSeidel, _) => "PBGD-GS",
+        };
+        match self.gamma {
+            GammaSchedule::Constant(g) => format!("{kind} (gamma={g})"),
+            GammaSchedule::Linear { start, end, iters } => {
+                format!("{kind} (gamma {start}->{end} over {iters})")
+            }
+        }
+    }
+
+    fn init(&mut self, problem: &dyn Problem, state: &mut State) -> Result<()> {
+        self.gamma.validate()?;
+        if let StepRule::InverseGamma { alpha0 } = self.step
+            && !alpha0.is_nan()
+        {
+            self.step.validate()?;
+        }
+        if !matches!(self.step, StepRule::InverseGamma { .. }) {
+            self.step.validate()?;
+        }
+        if self.v_steps == 0 {
+            return Err(Error::setting("v_steps", 0, "at least 1 step on v per iteration"));
+        }
+        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
+        if let StepRule::InverseGamma { alpha0 } = self.step
+            && alpha0.is_nan()
+        {
+            self.step = StepRule::InverseGamma {
+                alpha0: 0.5 / (s.lf + s.lg),
+            };
+        }
+        self.s = Some(s);
+        let inner = self.inner.unwrap_or_else(|| InnerLoop::default_for(problem));
+        let mut vf = ValueFunction::new(problem, inner, s.lg_vv)?;
+        // A warm inner loop starts from the LL variable itself, the natural first guess.
+        vf.set(&state.v);
+        self.vf = Some(vf);
+        let (nu, nv) = (problem.dim_u(), problem.dim_v());
+        self.buf = Buffers {
+            fu: vec![0.0; nu],
+            fv: vec![0.0; nv],
+            gu: vec![0.0; nu],
+            gv: vec![0.0; nv],
+            hu: vec![0.0; nu],
+        };
+        self.last_alpha = self.alpha(self.gamma.at(0));
+        Ok(())
+    }
+
+    fn step(&mut self, problem: &dyn Problem, state: &mut State) -> Result<()> {
+        let gamma = self.gamma.at(state.iter);
+        let alpha = self.alpha(gamma);
+        self.last_alpha = alpha;
+        let b = &mut self.buf;
+        let vf = self.vf.as_mut().expect("init sets the value function");
+        match self.update {
+            Update::Jacobi => {
+                vf.update(problem, &state.u);
+                problem.f(&state.u, &state.v, Some(&mut b.fu), Some(&mut b.fv));
+                problem.g(&state.u, &state.v, Some(&mut b.gu), Some(&mut b.gv));
+                vf.value(problem, &state.u, Some(&mut b.hu));
+                // d_u = ∇_u f + γ (∇_u g(u, v) − ∇_u g(u, w)); d_v = ∇_v f + γ ∇_v g.
+                for i in 0..b.fu.len() {
+                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
+                }
+                for i in 0..b.fv.len() {
+                    state.v[i] -= alpha * (b.fv[i] + gamma * b.gv[i]);
+                }
+                problem.project_u(&mut state.u);
+            }
+            Update::GaussSeidel => {
+                for _ in 0..self.v_steps {
+                    problem.f(&state.u, &state.v, None, Some(&mut b.fv));
+                    problem.g(&state.u, &state.v, None, Some(&mut b.gv));
+                    axpy(-alpha, &b.fv, &mut state.v);
+                    axpy(-alpha * gamma, &b.gv, &mut state.v);
+                }
+                vf.update(problem, &state.u);
+                problem.f(&state.u, &state.v, Some(&mut b.fu), None);
+                problem.g(&state.u, &state.v, Some(&mut b.gu), None);
+                vf.value(problem, &state.u, Some(&mut b.hu));
+                for i in 0..b.fu.len() {
+                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
+                }
+                problem.project_u(&mut state.u);
+            }
+        }
+        Ok(())
+    }
+
+    fn gamma(&self, iter: usize) -> f64 {
+        self.gamma.at(iter)
+    }
+
+    fn steps(&self) -> Steps {
+        let beta = self.vf.as_ref().and_then(|vf| match vf.inner {
+            InnerLoop::Exact => None,
+            InnerLoop::Gd { .. } => Some(vf.beta),
+        });
+        Steps {
+            alpha: self.last_alpha,
+            alpha_v: self.last_alpha,
+            beta,
+        }
+    }
+
+    fn smoothness(&self) -> Option<Smoothness> {
+        self.s
+    }
+
+    fn ll_estimate(&self) -> Option<&[f64]> {
+        self.vf.as_ref().map(|vf| vf.w.as_slice())
+    }
+
+    fn inner(&self) -> Option<InnerLoop> {
+        self.vf.as_ref().map(|vf| vf.inner)
+    }
+}

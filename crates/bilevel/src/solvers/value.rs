@@ -1,0 +1,117 @@
+//! The value-function estimate: a lower-level point w ≈ w*(u) whose g(u, w) stands for g*(u)
+//! and whose ∇_u g(u, w) stands for ∇g*(u) (Danskin).
+
+use crate::error::{Error, Result};
+use crate::problem::Problem;
+use serde::{Deserialize, Serialize};
+
+/// How w is obtained at each outer iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum InnerLoop {
+    /// The problem's exact lower-level solution (error if it has none).
+    Exact,
+    /// `steps` gradient steps on g(u, ·) with step β (None: 1/ℓ_{g,vv}), started from the
+    /// previous w (`warm`) or from 0 (cold).
+    Gd {
+        steps: usize,
+        warm: bool,
+        beta: Option<f64>,
+    },
+}
+
+impl InnerLoop {
+    /// Exact where the problem can, else 10 warm gradient steps.
+    pub fn default_for(problem: &dyn Problem) -> Self {
+        if problem.has_ll_solution() {
+            InnerLoop::Exact
+        } else {
+            InnerLoop::Gd {
+                steps: 10,
+                warm: true,
+                beta: None,
+            }
+        }
+    }
+}
+
+/// A value-function estimator with its own w buffer.
+#[derive(Debug, Clone)]
+pub struct ValueFunction {
+    /// The configuration.
+    pub inner: InnerLoop,
+    /// Inner step β in use (Gd only).
+    pub beta: f64,
+    /// Current estimate of w*(u).
+    pub w: Vec<f64>,
+    gv: Vec<f64>,
+}
+
+impl ValueFunction {
+    /// Validates the configuration against the problem. `lg_vv` sets the default β.
+    pub fn new(problem: &dyn Problem, inner: InnerLoop, lg_vv: f64) -> Result<Self> {
+        let beta = match inner {
+            InnerLoop::Exact => {
+                if !problem.has_ll_solution() {
+                    return Err(Error::Unsupported(format!(
+                        "problem {} has no exact lower-level solution; use an inner gradient loop (inner = gd)",
+                        problem.name()
+                    )));
+                }
+                0.0
+            }
+            InnerLoop::Gd { steps, beta, .. } => {
+                if steps == 0 {
+                    return Err(Error::setting(
+                        "inner steps",
+                        0,
+                        "at least 1 inner gradient step is needed",
+                    ));
+                }
+                let b = beta.unwrap_or(1.0 / lg_vv);
+                crate::error::check_positive("inner step beta", b)?;
+                b
+            }
+        };
+        let n = problem.dim_v();
+        Ok(ValueFunction {
+            inner,
+            beta,
+            w: vec![0.0; n],
+            gv: vec![0.0; n],
+        })
+    }
+
+    /// Starts w from `w0` (used by warm loops).
+    pub fn set(&mut self, w0: &[f64]) {
+        self.w.copy_from_slice(w0);
+    }
+
+    /// Updates w for upper-level point u.
+    pub fn update(&mut self, problem: &dyn Problem, u: &[f64]) {
+        self.update_with(problem, u, None)
+    }
+
+    /// Like [`ValueFunction::update`] with an explicit number of gradient steps.
+    pub fn update_with(&mut self, problem: &dyn Problem, u: &[f64], steps_override: Option<usize>) {
+        match self.inner {
+            InnerLoop::Exact => {
+                problem.ll_solution(u, &mut self.w);
+            }
+            InnerLoop::Gd { steps, warm, .. } => {
+                if !warm {
+                    self.w.fill(0.0);
+                }
+                for _ in 0..steps_override.unwrap_or(steps) {
+                    problem.g(u, &self.w, None, Some(&mut self.gv));
+                    crate::linalg::axpy(-self.beta, &self.gv, &mut self.w);
+                }
+            }
+        }
+    }
+
+    /// g(u, w) and, when given, ∇_u g(u, w): the estimates of g*(u) and ∇g*(u).
+    pub fn value(&self, problem: &dyn Problem, u: &[f64], grad_u: Option<&mut [f64]>) -> f64 {
+        problem.g(u, &self.w, grad_u, None)
+    }
+}
