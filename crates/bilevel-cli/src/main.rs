@@ -1,1 +1,97 @@
-fn main(){}
+//! `bilevel`: reproduce the paper's experiments, run a config, list, check gradients.
+
+use anyhow::Result;
+use bilevel_cli::{commands, plot, progress, set_threads};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Bilevel optimization with penalty-based gradient descent (Xiao & Chen, ICLR 2025).
+#[derive(Parser)]
+#[command(name = "bilevel", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for the parallel studies and linear algebra (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the paper's experiments; write report.md, figures/ and traces/ under --out.
+    Reproduce {
+        /// Experiments to run (default: all; see `bilevel list`).
+        names: Vec<String>,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Smaller sizes and fewer seeds (a smoke test, under a minute).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Run one experiment described by a TOML config (see configs/ and docs/cli.md).
+    Run {
+        /// The config file.
+        config: PathBuf,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// List problems, solvers and experiments.
+    List,
+    /// Finite-difference gradient check of a problem (a kind, or a config file's problem).
+    Check {
+        /// Problem kind (example1, toy1d, quadratic) or a config file ending in .toml.
+        problem: String,
+        /// Seed of the random point (and of a generated instance).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main_inner() -> Result<u8> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        set_threads(n)?;
+    }
+    plot::init_fonts();
+    match cli.cmd {
+        Cmd::Reproduce { names, out, quick } => {
+            let flag = progress::interrupt_flag();
+            commands::reproduce(&names, &out, quick, flag, command_line())
+        }
+        Cmd::Run { config, out } => {
+            let flag = progress::interrupt_flag();
+            commands::run(&config, &out, flag)
+        }
+        Cmd::List => {
+            commands::list();
+            Ok(commands::EXIT_OK)
+        }
+        Cmd::Check { problem, seed } => commands::check(&problem, seed),
+    }
+}
+
+fn main() -> ExitCode {
+    match main_inner() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::EXIT_FAIL)
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The subcommands: `reproduce`, `run`, `list`, `check`.
+
+use crate::config::{Config, PROBLEM_KINDS, ProblemConfig, SOLVER_KINDS, TraceFormat};
+use crate::plot::{safe_stem, write_figure};
+use crate::progress::{BarProgress, RunBar};
+use crate::report::{self, FigureFiles, Header, Outcome, Summary, md_table};
+use anyhow::{Context as _, Result, anyhow, bail};
+use bilevel::experiments::{self, Context, CurveGroup, Figure, Panel};
+use bilevel::trace::{Status, Trace};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a claim failed, a run diverged, or a check failed.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit status: interrupted by Ctrl-C (what was computed is written).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).with_context(|| format!("cannot create directory {}", p.display()))
+}
+
+fn write(p: &Path, text: &str) -> Result<()> {
+    std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))
+}
+
+fn rel(p: &Path, base: &Path) -> String {
+    p.strip_prefix(base)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// `bilevel reproduce`: runs the named experiments (all when `names` is empty) and writes
+/// `out/report.md`, `out/figures/`, `out/traces/`. Returns the exit status.
+pub fn reproduce(
+    names: &[String],
+    out: &Path,
+    quick: bool,
+    interrupt: Arc<AtomicBool>,
+    command: String,
+) -> Result<u8> {
+    let all = experiments::all();
+    let valid: Vec<&str> = all.iter().map(|e| e.name()).collect();
+    let mut selected = Vec::new();
+    for n in names {
+        if !valid.contains(&n.as_str()) {
+            bail!(
+                "unknown experiment `{n}`; valid names: {} (see `bilevel list`)",
+                valid.join(", ")
+            );
+        }
+        if !selected.contains(&n.as_str()) {
+            selected.push(n.as_str());
+        }
+    }
+    let exps: Vec<_> = all
+        .into_iter()
+        .filter(|e| selected.is_empty() || selected.contains(&e.name()))
+        .collect();
+    let fig_dir = out.join("figures");
+    let trace_dir = out.join("traces");
+    mkdir(&fig_dir)?;
+    mkdir(&trace_dir)?;
+    let t0 = Instant::now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut not_run = Vec::new();
+    for exp in &exps {
+        if interrupt.load(Ordering::Relaxed) {
+            not_run.push(exp.name().to_string());
+            continue;
+        }
+        let t = Instant::now();
+        let bar = BarProgress::new(exp.name());
+        bilevel::experiments::Progress::message(&bar, exp.title());
+        let ctx = Context {
+            quick,
+            progress: &bar,
+            interrupt: Some(interrupt.clone()),
+        };
+        let res = exp.run(&ctx);
+        bar.finish();
+        let mut o = Outcome {
+            name: exp.name().to_string(),
+            title: exp.title().to_string(),
+            result: res.map_err(|e| e.to_string()),
+            figures: Vec::new(),
+            traces: Vec::new(),
+            summary_json: None,
+            wall_time_s: 0.0,
+        };
+        if let Ok(r) = &o.result {
+            for f in &r.figures {
+                let (png, svg) = write_figure(f, &fig_dir)
+                    .with_context(|| format!("drawing figure {} of {}", f.name, r.name))?;
+                o.figures.push(FigureFiles {
+                    name: f.name.clone(),
+                    caption: f.caption.clone(),
+                    png: rel(&png, out),
+                    svg: rel(&svg, out),
+                });
+            }
+            let dir = trace_dir.join(safe_stem(&r.name));
+            mkdir(&dir)?;
+            for (stem, tr) in &r.traces {
+                let p = dir.join(format!("{}.csv", safe_stem(stem)));
+                tr.save_csv(&p)
+                    .with_context(|| format!("writing trace {}", p.display()))?;
+                o.traces.push(rel(&p, out));
+            }
+            let sp = dir.join("summary.json");
+            let summary = Summary {
+                name: &r.name,
+                title: &r.title,
+                passed: r.passed(),
+                partial: r.partial,
+                wall_time_s: r.wall_time_s,
+                settings: &r.settings,
+                claims: &r.claims,
+                tables: &r.tables,
+                summary: &r.summary,
+                notes: &r.notes,
+                figures: &o.figures,
+                traces: &o.traces,
+            };
+            let text = serde_json::to_string_pretty(&summary)
+                .with_context(|| format!("serializing the summary of {}", r.name))?;
+            write(&sp, &text)?;
+            o.summary_json = Some(rel(&sp, out));
+        }
+        o.wall_time_s = t.elapsed().as_secs_f64();
+        let (p, f) = o.counts();
+        match &o.result {
+            Ok(r) => eprintln!(
+                "{}: {p} of {} claims PASS{} ({:.1} s)",
+                o.name,
+                p + f,
+                if r.partial { ", partial (interrupted)" } else { "" },
+                o.wall_time_s
+            ),
+            Err(e) => eprintln!("{}: ERROR: {e}", o.name),
+        }
+        outcomes.push(o);
+        // Rewritten after every experiment so an interruption leaves a report.
+        let header = Header {
+            command: command.clone(),
+            quick,
+            wall_time_s: t0.elapsed().as_secs_f64(),
+            not_run: Vec::new(),
+            interrupted: interrupt.load(Ordering::Relaxed),
+        };
+        write(&out.join("report.md"), &report::reproduce_markdown(&outcomes, &header))?;
+    }
+    let interrupted = interrupt.load(Ordering::Relaxed);
+    let header = Header {
+        command,
+        quick,
+        wall_time_s: t0.elapsed().as_secs_f64(),
+        not_run,
+        interrupted,
+    };
+    let report_path = out.join("report.md");
+    write(&report_path, &report::reproduce_markdown(&outcomes, &header))?;
+    let (pass, fail) = outcomes
+        .iter()
+        .map(Outcome::counts)
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    println!(
+        "{pass} PASS, {fail} FAIL in {:.1} s; report: {}",
+        header.wall_time_s,
+        report_path.display()
+    );
+    Ok(if fail > 0 {
+        EXIT_FAIL
+    } else if interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
+struct SeedRun {
+    seed: u64,
+    trace: Trace,
+    status: Status,
+    error: Option<String>,
+    files: Vec<String>,
+}
+
+/// `bilevel run CONFIG --out DIR`. Returns the exit status.
+pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> {
+    let t0 = Instant::now();
+    let cfg = Config::load(config)?;
+    let problem = cfg
+        .problem
+        .build(&cfg.base_dir)
+        .with_context(|| format!("building the problem of {}", config.display()))?;
+    // Check every start before spending time on any run.
+    let starts = cfg
+        .seeds
+        .iter()
+        .map(|&s| cfg.start.point(problem.as_ref(), s))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("in config file {}", config.display()))?;
+    let trace_dir = out.join("traces");
+    let fig_dir = out.join("figures");
+    mkdir(&trace_dir)?;
+    let mut runs: Vec<SeedRun> = Vec::new();
+    let mut solver_name = String::new();
+    for (&seed, (u0, v0)) in cfg.seeds.iter().zip(&starts) {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut solver = cfg.solver.build()?;
+        let mut opts = cfg.run.options(seed);
+        opts.interrupt = Some(interrupt.clone());
+        let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
+        let res = bilevel::run(problem.as_ref(), solver.as_mut(), u0, v0, &opts, &mut [&mut bar]);
+        drop(bar);
+        solver_name = solver.name();
+        let (trace, status, error) = match res {
+            Ok(o) => (o.trace, o.status, None),
+            Err(bilevel::Error::Diverged(d)) => {
+                let msg = d.to_string();
+                eprintln!("seed {seed}: {msg}");
+                let st = Status::Diverged(d.reason.clone());
+                (d.trace, st, Some(msg))
+            }
+            Err(e) => {
+                return Err(anyhow!(e)).with_context(|| {
+                    format!("run with seed {seed} of {}", config.display())
+                });
+            }
+        };
+        let mut files = Vec::new();
+        for f in &cfg.output.formats {
+            let p = match f {
+                TraceFormat::Csv => trace_dir.join(format!("seed{seed}.csv")),
+                TraceFormat::Json => trace_dir.join(format!("seed{seed}.json")),
+            };
+            match f {
+                TraceFormat::Csv => trace.save_csv(&p),
+                TraceFormat::Json => trace.save_json(&p),
+            }
+            .with_context(|| format!("writing trace {}", p.display()))?;
+            files.push(rel(&p, out));
+        }
+        if let Some(r) = trace.last() {
+            println!(
+                "seed {seed}: {} after {} iterations; L_gamma = {:.6e}, f = {:.6e}, LL gap = {:.3e}, |grad L_gamma| = {:.3e}",
+                status_text(&status),
+                r.iter,
+                r.l_gamma,
+                r.f,
+                r.ll_gap,
+                r.grad_norm()
+            );
+        }
+        runs.push(SeedRun {
+            seed,
+            trace,
+            status,
+            error,
+            files,
+        });
+    }
+    let mut figure = None;
+    if cfg.output.figure && !runs.is_empty() {
+        mkdir(&fig_dir)?;
+        let fig = convergence_figure(&runs.iter().map(|r| &r.trace).collect::<Vec<_>>(), &solver_name);
+        let (png, svg) = write_figure(&fig, &fig_dir).context("drawing the convergence figure")?;
+        figure = Some((fig.caption, rel(&png, out), rel(&svg, out)));
+    }
+    let interrupted = interrupt.load(Ordering::Relaxed);
+    let md = run_markdown(
+        config,
+        &cfg,
+        problem.name(),
+        &solver_name,
+        &runs,
+        figure,
+        t0.elapsed().as_secs_f64(),
+        interrupted,
+    );
+    let rp = out.join("report.md");
+    write(&rp, &md)?;
+    println!("report: {}", rp.display());
+    let diverged = runs.iter().filter(|r| r.error.is_some()).count();
+    if diverged > 0 {
+        eprintln!(
+            "{diverged} of {} runs diverged; partial traces are in {}",
+            runs.len(),
+            trace_dir.display()
+        );
+        return Ok(EXIT_FAIL);
+    }
+    Ok(if interrupted { EXIT_INTERRUPTED } else { EXIT_OK })
+}
+
+fn status_text(s: &Status) -> String {
+    match s {
+        Status::Converged(why) => format!("converged ({why})"),
+        Status::MaxIterations => "iteration limit".into(),
+        Status::TimeLimit => "time limit".into(),
+        Status::Interrupted => "interrupted".into(),
+        Status::Diverged(why) => format!("DIVERGED ({why})"),
+        Status::Running => "running".into(),
+    }
+}
+
+/// L_γ (or its gap to the optimum), f, the lower-level gap and ‖∇L_γ‖ against iterations, one
+/// line (or median and band) over the seeds.
+pub fn convergence_figure(traces: &[&Trace], solver: &str) -> Figure {
+    let series = |name: &str| -> Vec<Vec<(f64, f64)>> {
+        traces.iter().filter_map(|t| t.series(name)).collect()
+    };
+    let has = |name: &str| series(name).iter().flatten().any(|p| p.1.is_finite());
+    let label = if traces.len() > 1 {
+        format!("{solver}, {} seeds", traces.len())
+    } else {
+        format!("{solver}, seed {}", traces.first().map_or(0, |t| t.seed))
+    };
+    let group = |name: &str| {
+        vec![CurveGroup {
+            label: label.clone(),
+            runs: series(name),
+        }]
+    };
+    let curves = |title: &str, y: &str, name: &str, log_y: bool| Panel::Curves {
+        title: title.into(),
+        x_label: "iteration".into(),
+        y_label: y.into(),
+        log_y,
+        groups: group(name),
+        markers: vec![],
+    };
+    let first = if has("l_gap") {
+        curves("gap to the penalty optimum", "L_γ − min L_γ", "l_gap", true)
+    } else {
+        let positive = series("l_gamma")
+            .iter()
+            .flatten()
+            .all(|p| !p.1.is_finite() || p.1 > 0.0);
+        curves("penalty objective", "L_γ", "l_gamma", positive)
+    };
+    let second = if has("f_gap") {
+        curves("upper level: f − f*", "f − f* (bilevel optimum)", "f_gap", false)
+    } else {
+        curves("upper-level objective", "f", "f", false)
+    };
+    let g_src = traces.first().map_or("exact", |t| t.g_star_source.as_str());
+    Figure {
+        name: "convergence".into(),
+        caption: format!(
+            "{solver} on {}: penalty objective, upper-level objective, lower-level gap g − g* (g* {g_src}) and gradient norm of L_γ against iterations{}.",
+            traces.first().map_or("", |t| t.problem.as_str()),
+            if traces.len() > 1 {
+                " (median over seeds, shaded 10–90%)"
+            } else {
+                ""
+            }
+        ),
+        panels: vec![
+            first,
+            second,
+            curves("lower-level gap", "g − g*", "ll_gap", true),
+            curves("stationarity", "‖∇L_γ‖", "grad_norm", true),
+        ],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_markdown(
+    path: &Path,
+    cfg: &Config,
+    problem: String,
+    solver: &str,
+    runs: &[SeedRun],
+    figure: Option<(String, String, String)>,
+    wall: f64,
+    interrupted: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "# bilevel run: {}\n", path.display());
+    let _ = writeln!(s, "- Problem: {problem}");
+    let _ = writeln!(s, "- Solver: {solver}");
+    let _ = writeln!(s, "- Seeds: {:?}", cfg.seeds);
+    let _ = writeln!(s, "- Wall time: {wall:.2} s");
+    let _ = writeln!(s, "- Machine: {}\n", report::machine_info());
+    if interrupted {
+        let _ = writeln!(s, "**Interrupted (Ctrl-C): results are partial.**\n");
+    }
+    let diverged: Vec<&SeedRun> = runs.iter().filter(|r| r.error.is_some()).collect();
+    if !diverged.is_empty() {
+        let _ = writeln!(s, "**{} run(s) diverged:**\n", diverged.len());
+        for r in diverged {
+            let _ = writeln!(s, "- seed {}: {}", r.seed, r.error.as_deref().unwrap_or(""));
+        }
+        s.push('\n');
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let last = r.trace.last();
+            let num = |f: fn(&bilevel::Record) -> f64| {
+                last.map_or("–".into(), |x| {
+                    let v = f(x);
+                    if v.is_nan() { "–".into() } else { format!("{v:.4e}") }
+                })
+            };
+            vec![
+                r.seed.to_string(),
+                status_text(&r.status),
+                last.map_or("0".into(), |x| x.iter.to_string()),
+                num(|x| x.l_gamma),
+                num(|x| x.f),
+                num(|x| x.ll_gap),
+                num(|x| x.grad_norm()),
+                num(|x| x.l_gap),
+                r.files.join(", "),
+            ]
+        })
+        .collect();
+    s.push_str(&md_table(
+        &[
+            "seed".into(),
+            "status".into(),
+            "iterations".into(),
+            "L_γ".into(),
+            "f".into(),
+            "g − g*".into(),
+            "‖∇L_γ‖".into(),
+            "L_γ − min L_γ".into(),
+            "trace".into(),
+        ],
+        &rows,
+    ));
+    if let Some((caption, png, svg)) = figure {
+        let _ = writeln!(s, "\n![convergence]({png})\n\n*{caption}* ([SVG]({svg}))");
+    }
+    let _ = writeln!(s, "\n## Configuration\n\n```toml\n{}\n```", cfg.source.trim_end());
+    s
+}
+
+/// `bilevel list`.
+pub fn list() {
+    println!("Problems (`[problem] kind = ...` in configs, or `bilevel check KIND`):");
+    for (k, d) in PROBLEM_KINDS {
+        println!("  {k:<12} {d}");
+    }
+    println!("\nSolvers (`[solver] kind = ...`):");
+    for (k, d) in SOLVER_KINDS {
+        println!("  {k:<12} {d}");
+    }
+    println!("\nExperiments (`bilevel reproduce NAME ...`):");
+    for e in experiments::all() {
+        println!("  {:<12} {}", e.name(), e.title());
+    }
+}
+
+/// Relative-error threshold of `bilevel check`.
+pub const CHECK_TOL: f64 = 1e-6;
+
+/// `bilevel check PROBLEM`: finite-difference gradient check at a seeded random point. PROBLEM
+/// is a kind (default settings) or a config file (its `[problem]`). Returns the exit status.
+pub fn check(problem: &str, seed: u64) -> Result<u8> {
+    let (pc, base) = if problem.ends_with(".toml") {
+        let p = Path::new(problem);
+        let cfg = Config::load(p)?;
+        (cfg.problem, cfg.base_dir)
+    } else {
+        let pc = ProblemConfig::default_for(problem, seed).ok_or_else(|| {
+            anyhow!(
+                "unknown problem `{problem}`; valid names: {} (or a config file ending in .toml)",
+                PROBLEM_KINDS
+                    .iter()
+                    .map(|k| k.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        (pc, std::path::PathBuf::from("."))
+    };
+    let p = pc.build(&base)?;
+    let mut pt = bilevel::study::uniform_starts(seed, 1, p.dim_u(), p.dim_v(), -2.0, 2.0).remove(0);
+    p.project_u(&mut pt.0);
+    let gc = bilevel::diagnostics::gradient_check(p.as_ref(), &pt.0, &pt.1, 100);
+    println!(
+        "gradient check of {} (du = {}, dv = {}) at a random point (seed {seed}), central differences:",
+        p.name(),
+        p.dim_u(),
+        p.dim_v()
+    );
+    let mut ok = true;
+    for (name, e) in [
+        ("df/du", gc.f_u),
+        ("df/dv", gc.f_v),
+        ("dg/du", gc.g_u),
+        ("dg/dv", gc.g_v),
+    ] {
+        let pass = e.is_finite() && e <= CHECK_TOL;
+        ok &= pass;
+        println!(
+            "  {name}: relative error {e:.2e}  {}",
+            if pass { "PASS" } else { "FAIL" }
+        );
+    }
+    println!(
+        "{} (threshold {CHECK_TOL:e})",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    Ok(if ok { EXIT_OK } else { EXIT_FAIL })
+}

@@ -1,0 +1,857 @@
+//! `bilevel run` configuration files (TOML).
+//!
+//! Keys are snake_case; enumerated values are kebab-case (`"gauss-seidel"`, `"v-pbgd"`).
+//! `[problem]` and `[solver]` are tables with a `kind` key. Each kind has its own struct with
+//! `deny_unknown_fields`, deserialized from the table with `kind` removed, so an unknown or
+//! mistyped key is reported under its own name (serde's internally tagged enums buffer the table
+//! and lose the key in type errors).
+//!
+//! To add a problem or solver kind: add a variant to [`ProblemConfig`] / [`SolverConfig`] with its
+//! config struct, a row in [`PROBLEM_KINDS`] / [`SOLVER_KINDS`], and one arm in each of `parse`
+//! and `build`.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bilevel::problems::{Example1, Quadratic, Toy1d};
+use bilevel::solvers::{GammaSchedule, InnerLoop, Pbgd, Solver, StepRule, Update};
+use bilevel::{Problem, RunOptions, Smoothness};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// Problem kinds accepted in `[problem] kind = ...`, with a one-line description.
+pub const PROBLEM_KINDS: &[(&str, &str)] = &[
+    (
+        "example1",
+        "Example 1 of the paper: f = ½(u − 2 sin v)², g = ½(u − v)² (no keys)",
+    ),
+    (
+        "toy1d",
+        "1-D toy of Shen & Chen with u in a box (keys: lo, hi; default [0, 3])",
+    ),
+    (
+        "quadratic",
+        "quadratic bilevel family with closed-form optima (keys: du, dv, seed; or hf, bf, hg, bg .npy files and du)",
+    ),
+];
+
+/// Solver kinds accepted in `[solver] kind = ...`, with a one-line description.
+pub const SOLVER_KINDS: &[(&str, &str)] = &[
+    (
+        "pbgd",
+        "penalty-based bilevel gradient descent, update = \"jacobi\" | \"gauss-seidel\", fixed or ramped gamma",
+    ),
+    (
+        "v-pbgd",
+        "V-PBGD: Jacobi steps, gamma ramped linearly, alpha = alpha0 · min(1, 1/gamma)",
+    ),
+];
+
+fn kinds_list(kinds: &[(&str, &str)]) -> String {
+    kinds
+        .iter()
+        .map(|(k, _)| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A parsed and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The problem.
+    pub problem: ProblemConfig,
+    /// The solver.
+    pub solver: SolverConfig,
+    /// Limits and tolerances.
+    pub run: RunSection,
+    /// Start point.
+    pub start: StartConfig,
+    /// One run per seed (start point and run randomness).
+    pub seeds: Vec<u64>,
+    /// What to write.
+    pub output: OutputSection,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    /// The file's text, copied into the report.
+    pub source: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    problem: toml::Table,
+    solver: toml::Table,
+    #[serde(default)]
+    run: RunSection,
+    #[serde(default)]
+    start: StartSection,
+    seeds: Vec<u64>,
+    #[serde(default)]
+    output: OutputSection,
+}
+
+/// The problem of a run.
+#[derive(Debug, Clone)]
+pub enum ProblemConfig {
+    /// Example 1.
+    Example1(Example1Config),
+    /// The 1-D toy.
+    Toy1d(Toy1dConfig),
+    /// The quadratic family.
+    Quadratic(QuadraticConfig),
+}
+
+/// `kind = "example1"`: no further keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example1Config {}
+
+/// `kind = "toy1d"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toy1dConfig {
+    /// Lower end of the box for u.
+    #[serde(default)]
+    pub lo: f64,
+    /// Upper end of the box for u.
+    #[serde(default = "three")]
+    pub hi: f64,
+}
+
+fn three() -> f64 {
+    3.0
+}
+
+impl Default for Toy1dConfig {
+    fn default() -> Self {
+        Toy1dConfig { lo: 0.0, hi: 3.0 }
+    }
+}
+
+/// `kind = "quadratic"`: generated (du, dv, seed) or loaded (hf, bf, hg, bg, du).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticConfig {
+    /// Size of u.
+    pub du: Option<usize>,
+    /// Size of v (generated instances).
+    pub dv: Option<usize>,
+    /// Data seed (generated instances; default 0).
+    pub seed: Option<u64>,
+    /// H_f (.npy).
+    pub hf: Option<PathBuf>,
+    /// b_f (.npy).
+    pub bf: Option<PathBuf>,
+    /// H_g (.npy).
+    pub hg: Option<PathBuf>,
+    /// b_g (.npy).
+    pub bg: Option<PathBuf>,
+}
+
+impl ProblemConfig {
+    fn parse(kind: &str, table: toml::Table) -> Result<Option<Self>> {
+        let s = "problem";
+        Ok(Some(match kind {
+            "example1" => Self::Example1(section(table, s, kind)?),
+            "toy1d" => Self::Toy1d(section(table, s, kind)?),
+            "quadratic" => Self::Quadratic(section(table, s, kind)?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The problem with default settings for `kind` (used by `bilevel check`).
+    pub fn default_for(kind: &str, seed: u64) -> Option<Self> {
+        Some(match kind {
+            "example1" => Self::Example1(Example1Config {}),
+            "toy1d" => Self::Toy1d(Toy1dConfig::default()),
+            "quadratic" => Self::Quadratic(QuadraticConfig {
+                du: Some(4),
+                dv: Some(6),
+                seed: Some(seed),
+                ..Default::default()
+            }),
+            _ => return None,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            Self::Example1(_) => Ok(()),
+            Self::Toy1d(c) => {
+                if !(c.lo.is_finite() && c.hi.is_finite() && c.lo >= 0.0 && c.lo < c.hi) {
+                    bail!(
+                        "[problem] `lo` = {}, `hi` = {}: need finite 0 <= lo < hi (the paper's box is lo = 0, hi = 3)",
+                        c.lo,
+                        c.hi
+                    );
+                }
+                Ok(())
+            }
+            Self::Quadratic(c) => {
+                let files = [("hf", &c.hf), ("bf", &c.bf), ("hg", &c.hg), ("bg", &c.bg)];
+                let given: Vec<&str> = files.iter().filter(|f| f.1.is_some()).map(|f| f.0).collect();
+                let du = c.du.ok_or_else(|| {
+                    anyhow!("[problem] missing key `du` (size of u, at least 1) for kind = \"quadratic\"")
+                })?;
+                if du == 0 {
+                    bail!("[problem] `du` = 0: must be at least 1");
+                }
+                if given.is_empty() {
+                    match c.dv {
+                        None => bail!(
+                            "[problem] missing key `dv` (size of v): a generated quadratic needs du, dv (and optionally seed); or give the files hf, bf, hg, bg"
+                        ),
+                        Some(0) => bail!("[problem] `dv` = 0: must be at least 1"),
+                        Some(_) => Ok(()),
+                    }
+                } else {
+                    if given.len() < 4 {
+                        let missing: Vec<&str> =
+                            files.iter().filter(|f| f.1.is_none()).map(|f| f.0).collect();
+                        bail!(
+                            "[problem] quadratic from files needs all of hf, bf, hg, bg; missing key(s) {}",
+                            missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                    if let Some(dv) = c.dv {
+                        bail!(
+                            "[problem] `dv` = {dv}: not allowed with matrix files (dv follows from the files); remove it"
+                        );
+                    }
+                    if let Some(seed) = c.seed {
+                        bail!(
+                            "[problem] `seed` = {seed}: only for generated instances, not with matrix files; remove it"
+                        );
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Builds the problem; relative file paths are taken from `base_dir`.
+    pub fn build(&self, base_dir: &Path) -> Result<Box<dyn Problem>> {
+        Ok(match self {
+            Self::Example1(_) => Box::new(Example1),
+            Self::Toy1d(c) => Box::new(Toy1d::new(c.lo, c.hi)?),
+            Self::Quadratic(c) => {
+                let du = c.du.unwrap_or(0);
+                match (&c.hf, &c.bf, &c.hg, &c.bg) {
+                    (Some(hf), Some(bf), Some(hg), Some(bg)) => {
+                        let p = |f: &PathBuf| base_dir.join(f);
+                        Box::new(
+                            Quadratic::from_npy(&p(hf), &p(bf), &p(hg), &p(bg), du)
+                                .context("[problem] loading the quadratic from hf, bf, hg, bg")?,
+                        )
+                    }
+                    _ => Box::new(Quadratic::generate(
+                        c.seed.unwrap_or(0),
+                        du,
+                        c.dv.unwrap_or(0),
+                    )?),
+                }
+            }
+        })
+    }
+
+    /// The kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Example1(_) => "example1",
+            Self::Toy1d(_) => "toy1d",
+            Self::Quadratic(_) => "quadratic",
+        }
+    }
+}
+
+/// The solver of a run.
+#[derive(Debug, Clone)]
+pub enum SolverConfig {
+    /// PBGD (Jacobi or Gauss–Seidel).
+    Pbgd(PbgdConfig),
+    /// V-PBGD.
+    VPbgd(VPbgdConfig),
+}
+
+/// Inner-loop kind for the value-function estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InnerKind {
+    /// The problem's exact lower-level solution.
+    Exact,
+    /// Gradient descent on g(u, ·).
+    Gd,
+}
+
+/// Smoothness overrides (all three).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothnessConfig {
+    /// ℓ_f.
+    pub lf: f64,
+    /// ℓ_g.
+    pub lg: f64,
+    /// ℓ_{g,vv}.
+    pub lg_vv: f64,
+}
+
+/// `kind = "pbgd"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbgdConfig {
+    /// `"jacobi"` (default) or `"gauss-seidel"`.
+    pub update: Option<Update>,
+    /// Fixed γ (or give gamma_start, gamma_end, gamma_iters).
+    pub gamma: Option<f64>,
+    /// γ at iteration 0 of a linear ramp.
+    pub gamma_start: Option<f64>,
+    /// γ at the end of the ramp.
+    pub gamma_end: Option<f64>,
+    /// Length of the ramp in iterations.
+    pub gamma_iters: Option<usize>,
+    /// α = c / (ℓ_f + γ ℓ_g) (default c = 0.5).
+    pub c: Option<f64>,
+    /// Fixed α.
+    pub alpha: Option<f64>,
+    /// α = alpha0 · min(1, 1/γ).
+    pub alpha0: Option<f64>,
+    /// Steps on v per iteration (Gauss–Seidel).
+    pub v_steps: Option<usize>,
+    /// Inner loop.
+    pub inner: Option<InnerKind>,
+    /// Inner gradient steps.
+    pub inner_steps: Option<usize>,
+    /// Warm-start the inner loop.
+    pub inner_warm: Option<bool>,
+    /// Inner step β.
+    pub inner_beta: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+/// `kind = "v-pbgd"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VPbgdConfig {
+    /// γ at iteration 0.
+    pub gamma_start: Option<f64>,
+    /// Final γ.
+    pub gamma_end: Option<f64>,
+    /// Ramp length.
+    pub gamma_iters: Option<usize>,
+    /// α₀ (default 0.5/(ℓ_f + ℓ_g)).
+    pub alpha0: Option<f64>,
+    /// Inner loop.
+    pub inner: Option<InnerKind>,
+    /// Inner gradient steps.
+    pub inner_steps: Option<usize>,
+    /// Warm-start the inner loop.
+    pub inner_warm: Option<bool>,
+    /// Inner step β.
+    pub inner_beta: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+fn positive(key: &str, x: Option<f64>, allowed: &str) -> Result<()> {
+    if let Some(x) = x
+        && !(x.is_finite() && x > 0.0)
+    {
+        bail!("[solver] `{key}` = {x}: {allowed}");
+    }
+    Ok(())
+}
+
+fn inner_loop(
+    inner: Option<InnerKind>,
+    steps: Option<usize>,
+    warm: Option<bool>,
+    beta: Option<f64>,
+) -> Result<Option<InnerLoop>> {
+    positive("inner_beta", beta, "the inner step must be finite and > 0")?;
+    if steps == Some(0) {
+        bail!("[solver] `inner_steps` = 0: at least 1 inner gradient step is needed");
+    }
+    let gd_keys = steps.is_some() || warm.is_some() || beta.is_some();
+    Ok(match inner {
+        Some(InnerKind::Exact) => {
+            if gd_keys {
+                bail!(
+                    "[solver] `inner` = \"exact\" takes no inner_steps, inner_warm or inner_beta; remove them or set inner = \"gd\""
+                );
+            }
+            Some(InnerLoop::Exact)
+        }
+        Some(InnerKind::Gd) => Some(InnerLoop::Gd {
+            steps: steps.unwrap_or(10),
+            warm: warm.unwrap_or(true),
+            beta,
+        }),
+        None if gd_keys => bail!(
+            "[solver] inner_steps / inner_warm / inner_beta need `inner` = \"gd\" (allowed values of `inner`: \"exact\", \"gd\")"
+        ),
+        None => None,
+    })
+}
+
+fn smoothness(s: Option<SmoothnessConfig>) -> Result<Option<Smoothness>> {
+    let Some(s) = s else { return Ok(None) };
+    for (k, v) in [("lf", s.lf), ("lg", s.lg), ("lg_vv", s.lg_vv)] {
+        let ok = v.is_finite() && if k == "lf" { v >= 0.0 } else { v > 0.0 };
+        if !ok {
+            bail!("[solver.smoothness] `{k}` = {v}: must be finite and > 0 (lf may be 0)");
+        }
+    }
+    Ok(Some(Smoothness {
+        lf: s.lf,
+        lg: s.lg,
+        lg_vv: s.lg_vv,
+    }))
+}
+
+fn ramp(start: Option<f64>, end: Option<f64>, iters: Option<usize>) -> Result<GammaSchedule> {
+    let (Some(start), Some(end), Some(iters)) = (start, end, iters) else {
+        bail!(
+            "[solver] a gamma ramp needs all of `gamma_start`, `gamma_end`, `gamma_iters` (got gamma_start = {start:?}, gamma_end = {end:?}, gamma_iters = {iters:?})"
+        );
+    };
+    let allowed = "the penalty constant must be finite and > 0 (typical values: 1 to 1e4)";
+    positive("gamma_start", Some(start), allowed)?;
+    positive("gamma_end", Some(end), allowed)?;
+    Ok(GammaSchedule::Linear { start, end, iters })
+}
+
+impl PbgdConfig {
+    fn validate(&self) -> Result<()> {
+        self.build().map(|_| ())
+    }
+
+    fn build(&self) -> Result<Pbgd> {
+        let update = self.update.unwrap_or(Update::Jacobi);
+        let gamma = match (
+            self.gamma,
+            self.gamma_start.is_some() || self.gamma_end.is_some() || self.gamma_iters.is_some(),
+        ) {
+            (Some(g), false) => {
+                positive(
+                    "gamma",
+                    Some(g),
+                    "the penalty constant must be finite and > 0 (typical values: 1 to 1e4)",
+                )?;
+                GammaSchedule::Constant(g)
+            }
+            (None, true) => ramp(self.gamma_start, self.gamma_end, self.gamma_iters)?,
+            (Some(g), true) => bail!(
+                "[solver] `gamma` = {g} together with gamma_start/gamma_end/gamma_iters: give either a fixed gamma or a ramp"
+            ),
+            (None, false) => bail!(
+                "[solver] missing key `gamma` (the penalty constant, e.g. gamma = 10), or a ramp gamma_start, gamma_end, gamma_iters"
+            ),
+        };
+        let step = match (self.c, self.alpha, self.alpha0) {
+            (None, None, None) => StepRule::default(),
+            (Some(c), None, None) => {
+                positive("c", Some(c), "the step constant must be finite and > 0 (default 0.5)")?;
+                StepRule::Smoothness { c }
+            }
+            (None, Some(a), None) => {
+                positive("alpha", Some(a), "the step size must be finite and > 0")?;
+                StepRule::Fixed(a)
+            }
+            (None, None, Some(a)) => {
+                positive("alpha0", Some(a), "the step size must be finite and > 0")?;
+                StepRule::InverseGamma { alpha0: a }
+            }
+            _ => bail!(
+                "[solver] give at most one step rule among `c` (alpha = c/(lf + gamma lg)), `alpha` (fixed) and `alpha0` (alpha0 · min(1, 1/gamma))"
+            ),
+        };
+        let mut p = Pbgd::new(update, gamma.max())
+            .with_gamma(gamma)
+            .with_step(step);
+        if let Some(n) = self.v_steps {
+            if n == 0 {
+                bail!("[solver] `v_steps` = 0: at least 1 step on v per iteration");
+            }
+            if update != Update::GaussSeidel && n != 1 {
+                bail!(
+                    "[solver] `v_steps` = {n}: only update = \"gauss-seidel\" takes several v steps per iteration"
+                );
+            }
+            p = p.with_v_steps(n);
+        }
+        if let Some(i) = inner_loop(self.inner, self.inner_steps, self.inner_warm, self.inner_beta)? {
+            p = p.with_inner(i);
+        }
+        if let Some(s) = smoothness(self.smoothness)? {
+            p = p.with_smoothness(s);
+        }
+        Ok(p)
+    }
+}
+
+impl VPbgdConfig {
+    fn validate(&self) -> Result<()> {
+        self.build().map(|_| ())
+    }
+
+    fn build(&self) -> Result<Pbgd> {
+        let GammaSchedule::Linear { start, end, iters } =
+            ramp(self.gamma_start, self.gamma_end, self.gamma_iters)?
+        else {
+            unreachable!("ramp returns a linear schedule")
+        };
+        positive("alpha0", self.alpha0, "the step size must be finite and > 0")?;
+        let mut p = Pbgd::v_pbgd(start, end, iters, self.alpha0);
+        if let Some(i) = inner_loop(self.inner, self.inner_steps, self.inner_warm, self.inner_beta)? {
+            p = p.with_inner(i);
+        }
+        if let Some(s) = smoothness(self.smoothness)? {
+            p = p.with_smoothness(s);
+        }
+        Ok(p)
+    }
+}
+
+impl SolverConfig {
+    fn parse(kind: &str, table: toml::Table) -> Result<Option<Self>> {
+        let s = "solver";
+        Ok(Some(match kind {
+            "pbgd" => Self::Pbgd(section(table, s, kind)?),
+            "v-pbgd" => Self::VPbgd(section(table, s, kind)?),
+            _ => return Ok(None),
+        }))
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            Self::Pbgd(c) => c.validate(),
+            Self::VPbgd(c) => c.validate(),
+        }
+    }
+
+    /// A fresh solver (one per run).
+    pub fn build(&self) -> Result<Box<dyn Solver>> {
+        Ok(match self {
+            Self::Pbgd(c) => Box::new(c.build()?),
+            Self::VPbgd(c) => Box::new(c.build()?),
+        })
+    }
+}
+
+/// `[run]`: limits and tolerances (see [`RunOptions`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Iteration budget.
+    pub max_iter: usize,
+    /// Record every this many iterations.
+    pub record_every: usize,
+    /// Stop when ‖∇L_γ‖ ≤ grad_tol.
+    pub grad_tol: Option<f64>,
+    /// Stop on a small relative change of L_γ.
+    pub rel_tol: Option<f64>,
+    /// Stop when L_γ ≤ target.
+    pub target: Option<f64>,
+    /// Stop near the penalty optimum.
+    pub dist_tol: Option<f64>,
+    /// Wall-time budget per run.
+    pub max_time_s: Option<f64>,
+    /// Monitor's inner steps per record (problems without an exact g*).
+    pub monitor_inner_steps: usize,
+    /// Divergence when L_γ exceeds this factor times its start value.
+    pub divergence_factor: f64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        let d = RunOptions::default();
+        RunSection {
+            max_iter: d.max_iter,
+            record_every: d.record_every,
+            grad_tol: None,
+            rel_tol: None,
+            target: None,
+            dist_tol: None,
+            max_time_s: None,
+            monitor_inner_steps: d.monitor_inner_steps,
+            divergence_factor: d.divergence_factor,
+        }
+    }
+}
+
+impl RunSection {
+    /// The run options for one seed.
+    pub fn options(&self, seed: u64) -> RunOptions {
+        RunOptions {
+            max_iter: self.max_iter,
+            record_every: self.record_every,
+            grad_tol: self.grad_tol,
+            rel_tol: self.rel_tol,
+            target: self.target,
+            dist_tol: self.dist_tol,
+            divergence_factor: self.divergence_factor,
+            max_time_s: self.max_time_s,
+            seed,
+            monitor_inner_steps: self.monitor_inner_steps,
+            keep_records: true,
+            interrupt: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_iter == 0 {
+            bail!("[run] `max_iter` = 0: must be at least 1");
+        }
+        self.options(0).validate().map_err(|e| anyhow!("[run] {e}"))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartSection {
+    u0: Option<Vec<f64>>,
+    v0: Option<Vec<f64>>,
+    #[serde(rename = "box")]
+    bounds: Option<[f64; 2]>,
+}
+
+/// Where runs start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartConfig {
+    /// The same explicit point for every seed.
+    Point {
+        /// u0.
+        u0: Vec<f64>,
+        /// v0.
+        v0: Vec<f64>,
+    },
+    /// Every coordinate uniform in [lo, hi], drawn from the run's seed.
+    Box {
+        /// Lower end.
+        lo: f64,
+        /// Upper end.
+        hi: f64,
+    },
+}
+
+impl StartConfig {
+    /// The start point for `seed` on `problem`.
+    pub fn point(&self, problem: &dyn Problem, seed: u64) -> Result<(Vec<f64>, Vec<f64>)> {
+        match self {
+            StartConfig::Point { u0, v0 } => {
+                for (key, x, n, name) in [
+                    ("u0", u0, problem.dim_u(), "du"),
+                    ("v0", v0, problem.dim_v(), "dv"),
+                ] {
+                    if x.len() != n {
+                        bail!(
+                            "[start] `{key}` has {} entries but problem {} has {name} = {n}",
+                            x.len(),
+                            problem.name()
+                        );
+                    }
+                }
+                Ok((u0.clone(), v0.clone()))
+            }
+            &StartConfig::Box { lo, hi } => {
+                let mut s = bilevel::study::uniform_starts(
+                    seed,
+                    1,
+                    problem.dim_u(),
+                    problem.dim_v(),
+                    lo,
+                    hi,
+                );
+                Ok(s.remove(0))
+            }
+        }
+    }
+}
+
+/// Trace file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceFormat {
+    /// One CSV file per seed.
+    Csv,
+    /// One JSON file per seed.
+    Json,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// Trace formats (default `["csv"]`).
+    pub formats: Vec<TraceFormat>,
+    /// Draw the convergence figure (default true).
+    pub figure: bool,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection {
+            formats: vec![TraceFormat::Csv],
+            figure: true,
+        }
+    }
+}
+
+/// Deserializes a `[problem]` / `[solver]` table (without `kind`) into a kind's struct, with
+/// an error naming the section, kind and key.
+fn section<T: DeserializeOwned>(table: toml::Table, section: &str, kind: &str) -> Result<T> {
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("[{section}] (kind = \"{kind}\"): {}", one_line(&e.to_string())))
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn take_kind(table: &mut toml::Table, section: &str, kinds: &[(&str, &str)]) -> Result<String> {
+    match table.remove("kind") {
+        None => bail!(
+            "[{section}] missing key `kind`; allowed values: {}",
+            kinds_list(kinds)
+        ),
+        Some(toml::Value::String(s)) => Ok(s),
+        Some(v) => bail!(
+            "[{section}] `kind` = {v}: must be a string, one of {}",
+            kinds_list(kinds)
+        ),
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            anyhow!(
+                "{}\n(allowed top-level keys and tables: seeds, [problem], [solver], [run], [start], [output])",
+                e.to_string().trim_end()
+            )
+        })?;
+        let mut pt = raw.problem;
+        let kind = take_kind(&mut pt, "problem", PROBLEM_KINDS)?;
+        let problem = ProblemConfig::parse(&kind, pt)?.ok_or_else(|| {
+            anyhow!(
+                "[problem] `kind` = \"{kind}\": unknown problem; allowed values: {}",
+                kinds_list(PROBLEM_KINDS)
+            )
+        })?;
+        problem.validate()?;
+        let mut st = raw.solver;
+        let kind = take_kind(&mut st, "solver", SOLVER_KINDS)?;
+        let solver = SolverConfig::parse(&kind, st)?.ok_or_else(|| {
+            anyhow!(
+                "[solver] `kind` = \"{kind}\": unknown solver; allowed values: {}",
+                kinds_list(SOLVER_KINDS)
+            )
+        })?;
+        solver.validate()?;
+        raw.run.validate()?;
+        if raw.seeds.is_empty() {
+            bail!("`seeds` = []: give at least one seed, e.g. seeds = [0, 1, 2]");
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = raw.seeds.iter().find(|s| !seen.insert(**s)) {
+            bail!("`seeds` lists seed {d} twice: each seed gives one run; remove the duplicate");
+        }
+        let start = match (raw.start.u0, raw.start.v0, raw.start.bounds) {
+            (None, None, None) => StartConfig::Box { lo: -1.0, hi: 1.0 },
+            (None, None, Some([lo, hi])) => {
+                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                    bail!("[start] `box` = [{lo}, {hi}]: need finite lo <= hi");
+                }
+                StartConfig::Box { lo, hi }
+            }
+            (Some(u0), Some(v0), None) => {
+                for (k, x) in [("u0", &u0), ("v0", &v0)] {
+                    if let Some(i) = x.iter().position(|a| !a.is_finite()) {
+                        bail!("[start] `{k}` has a non-finite entry at index {i}");
+                    }
+                }
+                StartConfig::Point { u0, v0 }
+            }
+            (Some(_), Some(_), Some(_)) => {
+                bail!("[start] give either `u0` and `v0`, or `box`, not both")
+            }
+            (u0, _, _) => bail!(
+                "[start] `{}` given without `{}`: an explicit start needs both u0 and v0",
+                if u0.is_some() { "u0" } else { "v0" },
+                if u0.is_some() { "v0" } else { "u0" }
+            ),
+        };
+        if raw.output.formats.is_empty() && !raw.output.figure {
+            bail!("[output] `formats` = [] and `figure` = false: nothing would be written");
+        }
+        Ok(Config {
+            problem,
+            solver,
+            run: raw.run,
+            start,
+            seeds: raw.seeds,
+            output: raw.output,
+            base_dir: base_dir.to_path_buf(),
+            source: text.to_string(),
+        })
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Config::parse(&text, &base).with_context(|| format!("in config file {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+seeds = [1, 2]
+[problem]
+kind = "quadratic"
+du = 2
+dv = 3
+[solver]
+kind = "pbgd"
+gamma = 10.0
+"#;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse(text, Path::new(".")).unwrap_err())
+    }
+
+    #[test]
+    fn base_parses() {
+        let c = Config::parse(BASE, Path::new(".")).unwrap();
+        assert_eq!(c.seeds, vec![1, 2]);
+        assert_eq!(c.start, StartConfig::Box { lo: -1.0, hi: 1.0 });
+    }
+
+    #[test]
+    fn errors_name_keys() {
+        let e = err(&BASE.replace("du = 2", "du = \"two\""));
+        assert!(e.contains("`du`"), "{e}");
+        let e = err(&BASE.replace("dv = 3", "dv = 3\nbogus = 1"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = err(&BASE.replace("gamma = 10.0", "gamma = -1.0"));
+        assert!(e.contains("gamma") && e.contains("-1"), "{e}");
+        let e = err(&format!("{BASE}[run]\nmax_iter = -3\n"));
+        assert!(e.contains("max_iter"), "{e}");
+        let e = err(&BASE.replace("seeds = [1, 2]", "seeds = []"));
+        assert!(e.contains("seeds"), "{e}");
+        let e = err(&BASE.replace("kind = \"pbgd\"", "kind = \"sgd\""));
+        assert!(e.contains("sgd") && e.contains("v-pbgd"), "{e}");
+        let e = err(&format!("{BASE}[solver.smoothness]\nlf = 1\nlg = 0\nlg_vv = 1\n"));
+        assert!(e.contains("lg"), "{e}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Markdown reports and JSON summaries.
+
+use bilevel::experiments::{Claim, Report, Table};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Escapes text for a Markdown table cell.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// A Markdown table.
+pub fn md_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut s = String::new();
+    let h: Vec<String> = header.iter().map(|c| cell(c)).collect();
+    let _ = writeln!(s, "| {} |", h.join(" | "));
+    let _ = writeln!(s, "|{}", " --- |".repeat(header.len().max(1)));
+    for r in rows {
+        let mut r: Vec<String> = r.iter().map(|c| cell(c)).collect();
+        r.resize(header.len().max(r.len()), String::new());
+        let _ = writeln!(s, "| {} |", r.join(" | "));
+    }
+    s
+}
+
+/// Files written for one figure, relative to the output directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct FigureFiles {
+    /// Figure name.
+    pub name: String,
+    /// Caption.
+    pub caption: String,
+    /// PNG path.
+    pub png: String,
+    /// SVG path.
+    pub svg: String,
+}
+
+/// What `reproduce` knows about one experiment.
+pub struct Outcome {
+    /// Experiment name.
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// The report, or the error that stopped the experiment.
+    pub result: Result<Report, String>,
+    /// Figures written.
+    pub figures: Vec<FigureFiles>,
+    /// Trace files written (relative paths).
+    pub traces: Vec<String>,
+    /// JSON summary path (relative), if written.
+    pub summary_json: Option<String>,
+    /// Wall time including writing outputs, seconds.
+    pub wall_time_s: f64,
+}
+
+impl Outcome {
+    /// (passed, failed) claim counts; an error counts as one failure.
+    pub fn counts(&self) -> (usize, usize) {
+        match &self.result {
+            Ok(r) => {
+                let p = r.claims.iter().filter(|c| c.pass).count();
+                (p, r.claims.len() - p)
+            }
+            Err(_) => (0, 1),
+        }
+    }
+}
+
+/// The JSON summary of one experiment: everything but the figures' data.
+#[derive(Serialize)]
+pub struct Summary<'a> {
+    /// Experiment name.
+    pub name: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// True when every claim passes.
+    pub passed: bool,
+    /// True when interrupted.
+    pub partial: bool,
+    /// Experiment wall time, seconds.
+    pub wall_time_s: f64,
+    /// Settings and seeds.
+    pub settings: &'a serde_json::Value,
+    /// Claims.
+    pub claims: &'a [Claim],
+    /// Tables.
+    pub tables: &'a [Table],
+    /// Measured numbers.
+    pub summary: &'a serde_json::Value,
+    /// Notes.
+    pub notes: &'a [String],
+    /// Figure files.
+    pub figures: &'a [FigureFiles],
+    /// Trace files.
+    pub traces: &'a [String],
+}
+
+/// What the report header states about the whole run.
+pub struct Header {
+    /// The command as typed.
+    pub command: String,
+    /// Quick mode.
+    pub quick: bool,
+    /// Total wall time, seconds.
+    pub wall_time_s: f64,
+    /// Experiments selected but not run (interrupted before them).
+    pub not_run: Vec<String>,
+    /// Ctrl-C was pressed.
+    pub interrupted: bool,
+}
+
+/// Machine facts for reports: cores, threads, OS, CPU model where readable.
+pub fn machine_info() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cores} logical cores available, {} rayon threads; {cpu}; {}-{}",
+        rayon::current_num_threads(),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// The reproduction report.
+pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
+    let (mut pass, mut fail) = (0, 0);
+    for o in outcomes {
+        let (p, f) = o.counts();
+        pass += p;
+        fail += f;
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "# bilevel: reproduction report\n");
+    let verdict = if fail == 0 { "all claims PASS" } else { "some claims FAIL" };
+    let _ = writeln!(
+        s,
+        "**{pass} PASS, {fail} FAIL** ({verdict}) · total wall time {:.1} s{}\n",
+        h.wall_time_s,
+        if h.quick { " · quick mode (smaller sizes and fewer seeds)" } else { "" }
+    );
+    if h.interrupted {
+        let _ = writeln!(
+            s,
+            "**Interrupted (Ctrl-C): results are partial.**{}\n",
+            if h.not_run.is_empty() {
+                String::new()
+            } else {
+                format!(" Not run: {}.", h.not_run.join(", "))
+            }
+        );
+    }
+    let _ = writeln!(s, "- Command: `{}`", h.command);
+    let _ = writeln!(s, "- Machine: {}", machine_info());
+    let _ = writeln!(s, "- bilevel {}\n", env!("CARGO_PKG_VERSION"));
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let (p, f) = o.counts();
+            let status = match &o.result {
+                Err(_) => "ERROR".to_string(),
+                Ok(r) if r.partial => format!("{} (partial)", if f == 0 { "PASS" } else { "FAIL" }),
+                Ok(_) => (if f == 0 { "PASS" } else { "FAIL" }).to_string(),
+            };
+            vec![
+                format!("[{}](#{})", o.name, o.name),
+                o.title.clone(),
+                format!("{p} / {}", p + f),
+                status,
+                format!("{:.1} s", o.wall_time_s),
+            ]
+        })
+        .collect();
+    s.push_str(&md_table(
+        &[
+            "experiment".into(),
+            "title".into(),
+            "claims passed".into(),
+            "result".into(),
+            "wall time".into(),
+        ],
+        &rows,
+    ));
+    for o in outcomes {
+        s.push('\n');
+        experiment_section(&mut s, o);
+    }
+    s
+}
+
+fn experiment_section(s: &mut String, o: &Outcome) {
+    let _ = writeln!(s, "<a id=\"{}\"></a>\n## {}: {}\n", o.name, o.name, o.title);
+    let r = match &o.result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(s, "**ERROR**: the experiment stopped: {e}\n");
+            return;
+        }
+    };
+    if r.partial {
+        let _ = writeln!(s, "**Partial results: interrupted before the end.**\n");
+    }
+    let _ = writeln!(s, "### Claims\n");
+    let rows: Vec<Vec<String>> = r
+        .claims
+        .iter()
+        .map(|c| {
+            vec![
+                c.text.clone(),
+                c.measured.clone(),
+                c.threshold.clone(),
+                if c.pass { "PASS".into() } else { "**FAIL**".into() },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        let _ = writeln!(s, "(no claims)\n");
+    } else {
+        s.push_str(&md_table(
+            &[
+                "claim".into(),
+                "measured".into(),
+                "threshold".into(),
+                "result".into(),
+            ],
+            &rows,
+        ));
+        s.push('\n');
+    }
+    for t in &r.tables {
+        let _ = writeln!(s, "**{}**\n", cell(&t.title));
+        s.push_str(&md_table(&t.header, &t.rows));
+        s.push('\n');
+    }
+    for f in &o.figures {
+        let _ = writeln!(
+            s,
+            "![{}]({})\n\n*{}* ([SVG]({}))\n",
+            cell(&f.name),
+            f.png,
+            f.caption.replace('\n', " "),
+            f.svg
+        );
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(s, "### Notes\n");
+        for n in &r.notes {
+            let _ = writeln!(s, "- {}", n.replace('\n', " "));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "### Settings and seeds\n");
+    let settings = serde_json::to_string_pretty(&r.settings).unwrap_or_else(|_| "{}".into());
+    let _ = writeln!(s, "```json\n{settings}\n```\n");
+    let _ = writeln!(
+        s,
+        "Wall time: {:.2} s (experiment), {:.2} s including figures and files.\n",
+        r.wall_time_s, o.wall_time_s
+    );
+    if let Some(j) = &o.summary_json {
+        let _ = write!(s, "Data: [JSON summary]({j})");
+        if !o.traces.is_empty() {
+            let dir = o.traces[0].rsplit_once('/').map_or(".", |p| p.0);
+            let _ = write!(s, ", {} trace CSV files in `{dir}/`", o.traces.len());
+        }
+        let _ = writeln!(s, ".\n");
+    }
+}
