@@ -138,7 +138,11 @@ pub fn reproduce(
                 "{}: {p} of {} claims PASS{} ({:.1} s)",
                 o.name,
                 p + f,
-                if r.partial { ", partial (interrupted)" } else { "" },
+                if r.partial {
+                    ", partial (interrupted)"
+                } else {
+                    ""
+                },
                 o.wall_time_s
             ),
             Err(e) => eprintln!("{}: ERROR: {e}", o.name),
@@ -152,7 +156,10 @@ pub fn reproduce(
             not_run: Vec::new(),
             interrupted: interrupt.load(Ordering::Relaxed),
         };
-        write(&out.join("report.md"), &report::reproduce_markdown(&outcomes, &header))?;
+        write(
+            &out.join("report.md"),
+            &report::reproduce_markdown(&outcomes, &header),
+        )?;
     }
     let interrupted = interrupt.load(Ordering::Relaxed);
     let header = Header {
@@ -163,13 +170,16 @@ pub fn reproduce(
         interrupted,
     };
     let report_path = out.join("report.md");
-    write(&report_path, &report::reproduce_markdown(&outcomes, &header))?;
+    write(
+        &report_path,
+        &report::reproduce_markdown(&outcomes, &header),
+    )?;
     let (pass, fail) = outcomes
         .iter()
         .map(Outcome::counts)
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     println!(
-        "{pass} PASS, {fail} FAIL in {:.1} s; report: {}",
+        "{pass} claims pass, {fail} fail, in {:.1} s; report: {}",
         header.wall_time_s,
         report_path.display()
     );
@@ -218,7 +228,14 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
         let mut opts = cfg.run.options(seed);
         opts.interrupt = Some(interrupt.clone());
         let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
-        let res = bilevel::run(problem.as_ref(), solver.as_mut(), u0, v0, &opts, &mut [&mut bar]);
+        let res = bilevel::run(
+            problem.as_ref(),
+            solver.as_mut(),
+            u0,
+            v0,
+            &opts,
+            &mut [&mut bar],
+        );
         drop(bar);
         solver_name = solver.name();
         let (trace, status, error) = match res {
@@ -230,9 +247,8 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
                 (d.trace, st, Some(msg))
             }
             Err(e) => {
-                return Err(anyhow!(e)).with_context(|| {
-                    format!("run with seed {seed} of {}", config.display())
-                });
+                return Err(anyhow!(e))
+                    .with_context(|| format!("run with seed {seed} of {}", config.display()));
             }
         };
         let mut files = Vec::new();
@@ -270,7 +286,10 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
     let mut figure = None;
     if cfg.output.figure && !runs.is_empty() {
         mkdir(&fig_dir)?;
-        let fig = convergence_figure(&runs.iter().map(|r| &r.trace).collect::<Vec<_>>(), &solver_name);
+        let fig = convergence_figure(
+            &runs.iter().map(|r| &r.trace).collect::<Vec<_>>(),
+            &solver_name,
+        );
         let (png, svg) = write_figure(&fig, &fig_dir).context("drawing the convergence figure")?;
         figure = Some((fig.caption, rel(&png, out), rel(&svg, out)));
     }
@@ -297,7 +316,11 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
         );
         return Ok(EXIT_FAIL);
     }
-    Ok(if interrupted { EXIT_INTERRUPTED } else { EXIT_OK })
+    Ok(if interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
 }
 
 fn status_text(s: &Status) -> String {
@@ -319,7 +342,7 @@ pub fn convergence_figure(traces: &[&Trace], solver: &str) -> Figure {
     };
     let has = |name: &str| series(name).iter().flatten().any(|p| p.1.is_finite());
     let label = if traces.len() > 1 {
-        format!("{solver}, {} seeds", traces.len())
+        solver.to_string()
     } else {
         format!("{solver}, seed {}", traces.first().map_or(0, |t| t.seed))
     };
@@ -347,7 +370,12 @@ pub fn convergence_figure(traces: &[&Trace], solver: &str) -> Figure {
         curves("penalty objective", "L_γ", "l_gamma", positive)
     };
     let second = if has("f_gap") {
-        curves("upper level: f − f*", "f − f* (bilevel optimum)", "f_gap", false)
+        curves(
+            "upper level: f − f*",
+            "f − f* (bilevel optimum)",
+            "f_gap",
+            false,
+        )
     } else {
         curves("upper-level objective", "f", "f", false)
     };
@@ -409,7 +437,11 @@ fn run_markdown(
             let num = |f: fn(&bilevel::Record) -> f64| {
                 last.map_or("–".into(), |x| {
                     let v = f(x);
-                    if v.is_nan() { "–".into() } else { format!("{v:.4e}") }
+                    if v.is_nan() {
+                        "–".into()
+                    } else {
+                        format!("{v:.4e}")
+                    }
                 })
             };
             vec![
@@ -442,7 +474,11 @@ fn run_markdown(
     if let Some((caption, png, svg)) = figure {
         let _ = writeln!(s, "\n![convergence]({png})\n\n*{caption}* ([SVG]({svg}))");
     }
-    let _ = writeln!(s, "\n## Configuration\n\n```toml\n{}\n```", cfg.source.trim_end());
+    let _ = writeln!(
+        s,
+        "\n## Configuration\n\n```toml\n{}\n```",
+        cfg.source.trim_end()
+    );
     s
 }
 

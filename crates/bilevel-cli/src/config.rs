@@ -188,7 +188,11 @@ impl ProblemConfig {
             }
             Self::Quadratic(c) => {
                 let files = [("hf", &c.hf), ("bf", &c.bf), ("hg", &c.hg), ("bg", &c.bg)];
-                let given: Vec<&str> = files.iter().filter(|f| f.1.is_some()).map(|f| f.0).collect();
+                let given: Vec<&str> = files
+                    .iter()
+                    .filter(|f| f.1.is_some())
+                    .map(|f| f.0)
+                    .collect();
                 let du = c.du.ok_or_else(|| {
                     anyhow!("[problem] missing key `du` (size of u, at least 1) for kind = \"quadratic\"")
                 })?;
@@ -205,11 +209,18 @@ impl ProblemConfig {
                     }
                 } else {
                     if given.len() < 4 {
-                        let missing: Vec<&str> =
-                            files.iter().filter(|f| f.1.is_none()).map(|f| f.0).collect();
+                        let missing: Vec<&str> = files
+                            .iter()
+                            .filter(|f| f.1.is_none())
+                            .map(|f| f.0)
+                            .collect();
                         bail!(
                             "[problem] quadratic from files needs all of hf, bf, hg, bg; missing key(s) {}",
-                            missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            missing
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         );
                     }
                     if let Some(dv) = c.dv {
@@ -450,7 +461,11 @@ impl PbgdConfig {
         let step = match (self.c, self.alpha, self.alpha0) {
             (None, None, None) => StepRule::default(),
             (Some(c), None, None) => {
-                positive("c", Some(c), "the step constant must be finite and > 0 (default 0.5)")?;
+                positive(
+                    "c",
+                    Some(c),
+                    "the step constant must be finite and > 0 (default 0.5)",
+                )?;
                 StepRule::Smoothness { c }
             }
             (None, Some(a), None) => {
@@ -479,7 +494,12 @@ impl PbgdConfig {
             }
             p = p.with_v_steps(n);
         }
-        if let Some(i) = inner_loop(self.inner, self.inner_steps, self.inner_warm, self.inner_beta)? {
+        if let Some(i) = inner_loop(
+            self.inner,
+            self.inner_steps,
+            self.inner_warm,
+            self.inner_beta,
+        )? {
             p = p.with_inner(i);
         }
         if let Some(s) = smoothness(self.smoothness)? {
@@ -500,9 +520,18 @@ impl VPbgdConfig {
         else {
             unreachable!("ramp returns a linear schedule")
         };
-        positive("alpha0", self.alpha0, "the step size must be finite and > 0")?;
+        positive(
+            "alpha0",
+            self.alpha0,
+            "the step size must be finite and > 0",
+        )?;
         let mut p = Pbgd::v_pbgd(start, end, iters, self.alpha0);
-        if let Some(i) = inner_loop(self.inner, self.inner_steps, self.inner_warm, self.inner_beta)? {
+        if let Some(i) = inner_loop(
+            self.inner,
+            self.inner_steps,
+            self.inner_warm,
+            self.inner_beta,
+        )? {
             p = p.with_inner(i);
         }
         if let Some(s) = smoothness(self.smoothness)? {
@@ -700,9 +729,12 @@ impl Default for OutputSection {
 /// Deserializes a `[problem]` / `[solver]` table (without `kind`) into a kind's struct, with
 /// an error naming the section, kind and key.
 fn section<T: DeserializeOwned>(table: toml::Table, section: &str, kind: &str) -> Result<T> {
-    table
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("[{section}] (kind = \"{kind}\"): {}", one_line(&e.to_string())))
+    table.try_into().map_err(|e: toml::de::Error| {
+        anyhow!(
+            "[{section}] (kind = \"{kind}\"): {}",
+            one_line(&e.to_string())
+        )
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -731,10 +763,15 @@ impl Config {
     /// Parses and validates a configuration; relative paths resolve against `base_dir`.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            anyhow!(
-                "{}\n(allowed top-level keys and tables: seeds, [problem], [solver], [run], [start], [output])",
-                e.to_string().trim_end()
-            )
+            let msg = e.to_string();
+            if e.message().starts_with("unknown field") {
+                anyhow!(
+                    "{}\n(allowed top-level keys and tables: seeds, [problem], [solver], [run], [start], [output])",
+                    msg.trim_end()
+                )
+            } else {
+                anyhow!("{}", msg.trim_end())
+            }
         })?;
         let mut pt = raw.problem;
         let kind = take_kind(&mut pt, "problem", PROBLEM_KINDS)?;
@@ -851,7 +888,9 @@ gamma = 10.0
         assert!(e.contains("seeds"), "{e}");
         let e = err(&BASE.replace("kind = \"pbgd\"", "kind = \"sgd\""));
         assert!(e.contains("sgd") && e.contains("v-pbgd"), "{e}");
-        let e = err(&format!("{BASE}[solver.smoothness]\nlf = 1\nlg = 0\nlg_vv = 1\n"));
+        let e = err(&format!(
+            "{BASE}[solver.smoothness]\nlf = 1\nlg = 0\nlg_vv = 1\n"
+        ));
         assert!(e.contains("lg"), "{e}");
     }
 }

@@ -51,7 +51,9 @@ enum Cmd {
 }
 
 fn command_line() -> String {
-    std::env::args()
+    // The program as `bilevel`, not the build path, so reports read the same everywhere.
+    std::iter::once("bilevel".to_string())
+        .chain(std::env::args().skip(1))
         .map(|a| {
             if a.is_empty() || a.contains(char::is_whitespace) {
                 format!("'{a}'")

@@ -196,7 +196,15 @@ macro_rules! draw_markers {
         let fill = color.filled();
         let edge = BLACK.stroke_width(1);
         let tri = |s: i32| vec![(0, -s - 1), (s + 1, s), (-s - 1, s), (0, -s - 1)];
-        let dia = |s: i32| vec![(0, -s - 2), (s + 2, 0), (0, s + 2), (-s - 2, 0), (0, -s - 2)];
+        let dia = |s: i32| {
+            vec![
+                (0, -s - 2),
+                (s + 2, 0),
+                (0, s + 2),
+                (-s - 2, 0),
+                (0, -s - 2),
+            ]
+        };
         macro_rules! one {
             (|$at:ident, $r:ident| $e:expr) => {{
                 let sa = $chart
@@ -524,7 +532,11 @@ fn draw_curves<DB: DrawingBackend>(
     Ok(())
 }
 
-fn no_data<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, msg: &str) -> Result<()> {
+fn no_data<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    msg: &str,
+) -> Result<()> {
     let (w, h) = area.dim_in_pixel();
     area.draw(&Text::new(
         title.to_string(),
@@ -556,7 +568,11 @@ const VIRIDIS: [(u8, u8, u8); 9] = [
 ];
 
 fn viridis(t: f64) -> RGBColor {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let s = t * (VIRIDIS.len() - 1) as f64;
     let i = (s.floor() as usize).min(VIRIDIS.len() - 2);
     let f = s - i as f64;
@@ -590,7 +606,11 @@ pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<((f64, f64), (f64, f6
             }
             let lerp = |p: f64, q: f64| {
                 let t = (level - p) / (q - p);
-                if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.5 }
+                if t.is_finite() {
+                    t.clamp(0.0, 1.0)
+                } else {
+                    0.5
+                }
             };
             let (x, y) = (j as f64, i as f64);
             let bottom = (x + lerp(a, b), y);
@@ -656,13 +676,12 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
             v
         }
     };
-    let cs: Vec<f64> = h
-        .z
-        .iter()
-        .flat_map(|r| r.iter().take(cols))
-        .map(|&v| cval(v))
-        .filter(|v| v.is_finite())
-        .collect();
+    let cs: Vec<f64> =
+        h.z.iter()
+            .flat_map(|r| r.iter().take(cols))
+            .map(|&v| cval(v))
+            .filter(|v| v.is_finite())
+            .collect();
     if cs.is_empty() {
         return no_data(area, h.title, "no finite values in the heat map");
     }
@@ -680,9 +699,15 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
 
     // Legend entries go in a strip under the map: inside, they would hide part of it.
     let mut legend: Vec<(Sym, String)> = Vec::new();
-    if h.contours.iter().any(|&l| !contour_segments(h.z, l).is_empty()) {
+    if h.contours
+        .iter()
+        .any(|&l| !contour_segments(h.z, l).is_empty())
+    {
         let levels: Vec<String> = h.contours.iter().map(|&l| num_label(l)).collect();
-        legend.push((Sym::Line(CONTOUR_LEGEND), format!("contours at {}", levels.join(", "))));
+        legend.push((
+            Sym::Line(CONTOUR_LEGEND),
+            format!("contours at {}", levels.join(", ")),
+        ));
     }
     let mut unnamed = false;
     for (k, p) in h.paths.iter().enumerate() {
@@ -695,18 +720,29 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
             legend.push((Sym::Line(path_color(k)), p.label.clone()));
         }
     }
-    if h.paths.iter().any(|p| p.points.iter().any(|q| q.0.is_finite() && q.1.is_finite())) {
+    if h.paths
+        .iter()
+        .any(|p| p.points.iter().any(|q| q.0.is_finite() && q.1.is_finite()))
+    {
         legend.push((Sym::Start, "start".into()));
         legend.push((Sym::End, "end".into()));
     }
     for (k, m) in h.markers.iter().enumerate() {
         let (shape, color) = MARKER_STYLES[k % MARKER_STYLES.len()];
-        let n = m.points.iter().filter(|q| q.0.is_finite() && q.1.is_finite()).count();
+        let n = m
+            .points
+            .iter()
+            .filter(|q| q.0.is_finite() && q.1.is_finite())
+            .count();
         legend.push((Sym::Marker(shape, color), format!("{} ({n})", m.label)));
     }
     let (w, ht) = area.dim_in_pixel();
     let rows = legend_rows(&legend, w as i32 - LEGEND_X - 10);
-    let strip = if legend.is_empty() { 0 } else { 22 * rows.len() as u32 + 6 };
+    let strip = if legend.is_empty() {
+        0
+    } else {
+        22 * rows.len() as u32 + 6
+    };
     let (top, bottom) = area.split_vertically(ht.saturating_sub(strip));
     let (main, bar) = top.split_horizontally(w.saturating_sub(95));
     let (x0, x1) = padded(h.x_range.0, h.x_range.1, 0.0);
@@ -782,7 +818,11 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
         if let (Some(&a), Some(&b)) = (pts.first(), pts.last()) {
             ends.push((a, b));
         }
-        let color = if p.label.is_empty() { PATH_COLOR } else { path_color(k) };
+        let color = if p.label.is_empty() {
+            PATH_COLOR
+        } else {
+            path_color(k)
+        };
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .pe()?;
@@ -802,10 +842,9 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
     }
     // Ends last and small, so they show inside the markers of the points they reach.
     chart
-        .draw_series(
-            ends.iter()
-                .map(|&(_, b)| EmptyElement::at(b) + Rectangle::new([(-3, -3), (3, 3)], BLACK.filled())),
-        )
+        .draw_series(ends.iter().map(|&(_, b)| {
+            EmptyElement::at(b) + Rectangle::new([(-3, -3), (3, 3)], BLACK.filled())
+        }))
         .pe()?;
     draw_colorbar(&bar, cmin, cmax, h)?;
     draw_legend_strip(&bottom, &rows)
@@ -867,7 +906,10 @@ fn draw_legend_strip<DB: DrawingBackend>(
             let c = (x + 11, y);
             match *sym {
                 Sym::Line(col) => area
-                    .draw(&PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(2)))
+                    .draw(&PathElement::new(
+                        vec![(x, y), (x + 24, y)],
+                        col.stroke_width(2),
+                    ))
                     .pe()?,
                 Sym::Start => area
                     .draw(
@@ -877,7 +919,9 @@ fn draw_legend_strip<DB: DrawingBackend>(
                     )
                     .pe()?,
                 Sym::End => area
-                    .draw(&(EmptyElement::at(c) + Rectangle::new([(-3, -3), (3, 3)], BLACK.filled())))
+                    .draw(
+                        &(EmptyElement::at(c) + Rectangle::new([(-3, -3), (3, 3)], BLACK.filled())),
+                    )
                     .pe()?,
                 Sym::Marker(shape, color) => draw_markers_px(area, &[c], shape, color)?,
             }
@@ -902,11 +946,19 @@ fn draw_markers_px<DB: DrawingBackend>(
 ) -> Result<()> {
     let (fill, edge, r) = (color.filled(), BLACK.stroke_width(1), 5);
     let tri = vec![(0, -r - 1), (r + 1, r), (-r - 1, r), (0, -r - 1)];
-    let dia = vec![(0, -r - 2), (r + 2, 0), (0, r + 2), (-r - 2, 0), (0, -r - 2)];
+    let dia = vec![
+        (0, -r - 2),
+        (r + 2, 0),
+        (0, r + 2),
+        (-r - 2, 0),
+        (0, -r - 2),
+    ];
     for &at in pts {
         match shape {
             Shape::Circle => area.draw(
-                &(EmptyElement::at(at) + Circle::new((0, 0), r, fill) + Circle::new((0, 0), r, edge)),
+                &(EmptyElement::at(at)
+                    + Circle::new((0, 0), r, fill)
+                    + Circle::new((0, 0), r, edge)),
             ),
             Shape::Cross => area.draw(
                 &(EmptyElement::at(at)
@@ -956,11 +1008,18 @@ fn draw_colorbar<DB: DrawingBackend>(
         .draw_series((0..n).map(|k| {
             let a = cmin + (cmax - cmin) * k as f64 / n as f64;
             let b = cmin + (cmax - cmin) * (k + 1) as f64 / n as f64;
-            Rectangle::new([(0.0, a), (1.0, b)], viridis((k as f64 + 0.5) / n as f64).filled())
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                viridis((k as f64 + 0.5) / n as f64).filled(),
+            )
         }))
         .pe()?;
     for &l in h.contours {
-        let c = if h.log_color { l.max(1e-300).log10() } else { l };
+        let c = if h.log_color {
+            l.max(1e-300).log10()
+        } else {
+            l
+        };
         if c > cmin && c < cmax {
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -1066,7 +1125,10 @@ mod tests {
         let b = band(&[r.clone(), r.clone(), r], false);
         assert_eq!(b.len(), 10);
         for (i, p) in b.iter().enumerate() {
-            assert_eq!((p.1, p.2, p.3), (1.0 + i as f64, 1.0 + i as f64, 1.0 + i as f64));
+            assert_eq!(
+                (p.1, p.2, p.3),
+                (1.0 + i as f64, 1.0 + i as f64, 1.0 + i as f64)
+            );
         }
     }
 

@@ -85,10 +85,14 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             eprintln!("\nsecond Ctrl-C: exiting without writing");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: stopping after the current iteration and writing what was computed (Ctrl-C again to exit at once)");
+        eprintln!(
+            "\nCtrl-C: stopping after the current iteration and writing what was computed (Ctrl-C again to exit at once)"
+        );
     });
     if let Err(e) = res {
-        eprintln!("warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will end the program without writing");
+        eprintln!(
+            "warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will end the program without writing"
+        );
     }
     flag
 }
