@@ -116,10 +116,7 @@ pub struct RunOutput {
 impl RunOutput {
     /// The final record.
     pub fn last(&self) -> &Record {
-        self.trace
-            .records
-            .last()
-            .expect("a run always records its end point")
+        self.trace.records.last().expect("a run always records its end point")
     }
 }
 
@@ -441,9 +438,7 @@ fn stop_check(opts: &RunOptions, rec: &Record, prev_l: Option<f64>) -> Option<St
     if let (Some(t), Some(p)) = (opts.rel_tol, prev_l)
         && (rec.l_gamma - p).abs() / rec.l_gamma.abs().max(1e-300) <= t
     {
-        return Some(Status::Converged(format!(
-            "relative change of L_gamma <= {t:e}"
-        )));
+        return Some(Status::Converged(format!("relative change of L_gamma <= {t:e}")));
     }
     None
 }

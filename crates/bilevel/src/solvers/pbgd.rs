@@ -147,11 +147,7 @@ impl Solver for Pbgd {
             self.step.validate()?;
         }
         if self.v_steps == 0 {
-            return Err(Error::setting(
-                "v_steps",
-                0,
-                "at least 1 step on v per iteration",
-            ));
+            return Err(Error::setting("v_steps", 0, "at least 1 step on v per iteration"));
         }
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
         if let StepRule::InverseGamma { alpha0 } = self.step
@@ -162,9 +158,7 @@ impl Solver for Pbgd {
             };
         }
         self.s = Some(s);
-        let inner = self
-            .inner
-            .unwrap_or_else(|| InnerLoop::default_for(problem));
+        let inner = self.inner.unwrap_or_else(|| InnerLoop::default_for(problem));
         let mut vf = ValueFunction::new(problem, inner, s.lg_vv)?;
         // A warm inner loop starts from the LL variable itself, the natural first guess.
         vf.set(&state.v);
