@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod error;
 pub mod linalg;
 pub mod npy;
+pub mod penalty;
 pub mod problem;
 pub mod problems;
 pub mod run;

@@ -236,6 +236,16 @@ impl Quadratic {
         (&self.bilevel.0, &self.bilevel.1, self.bilevel.2)
     }
 
+    /// The Hessian of L_γ, H_f + γ Dᵀ H_vv D (constant: L_γ is quadratic).
+    pub fn penalty_hessian(&self, gamma: f64) -> Mat<f64> {
+        let (du, dv, n) = (self.du, self.dv, self.du + self.dv);
+        let d = Mat::from_fn(dv, n, |i, k| {
+            if k < du { -self.m[(i, k)] } else { f64::from(i == k - du) }
+        });
+        let hd = &self.hvv * &d;
+        &self.hf + d.transpose() * &hd * faer::Scale(gamma)
+    }
+
     /// The minimizer and minimum of L_γ, by one linear solve.
     pub fn penalty_solution(&self, gamma: f64) -> Result<PenaltyOptimum> {
         crate::error::check_gamma("gamma", gamma)?;
@@ -248,8 +258,7 @@ impl Quadratic {
         let d = Mat::from_fn(dv, n, |i, k| {
             if k < du { -self.m[(i, k)] } else { f64::from(i == k - du) }
         });
-        let hd = &self.hvv * &d;
-        let a = &self.hf + d.transpose() * &hd * faer::Scale(gamma);
+        let a = self.penalty_hessian(gamma);
         let hm = &self.hvv * &self.m0;
         let b = d.transpose() * &hm * faer::Scale(gamma) - &self.bf;
         let z = spd_solve("H_f + gamma D^T H_vv D (penalty Hessian)", a.as_ref(), b.as_ref())?;

@@ -7,7 +7,7 @@ mod rules;
 mod value;
 
 pub use pbgd::{Pbgd, Update};
-pub use rules::{GammaSchedule, StepRule, resolve_smoothness};
+pub use rules::{GammaSchedule, StepRule, estimate_smoothness, resolve_smoothness};
 pub use value::{InnerLoop, ValueFunction};
 
 use crate::error::Result;

@@ -4,6 +4,7 @@
 use super::{GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
 use crate::error::{Error, Result};
 use crate::linalg::axpy;
+use crate::penalty::Penalty;
 use crate::problem::{Problem, Smoothness};
 use serde::{Deserialize, Serialize};
 
@@ -34,17 +35,8 @@ pub struct Pbgd {
     pub smoothness: Option<Smoothness>,
     s: Option<Smoothness>,
     vf: Option<ValueFunction>,
-    buf: Buffers,
+    pen: Option<Penalty>,
     last_alpha: f64,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Buffers {
-    fu: Vec<f64>,
-    fv: Vec<f64>,
-    gu: Vec<f64>,
-    gv: Vec<f64>,
-    hu: Vec<f64>,
 }
 
 impl Pbgd {
@@ -59,7 +51,7 @@ impl Pbgd {
             smoothness: None,
             s: None,
             vf: None,
-            buf: Buffers::default(),
+            pen: None,
             last_alpha: f64::NAN,
         }
     }
@@ -163,14 +155,7 @@ impl Solver for Pbgd {
         // A warm inner loop starts from the LL variable itself, the natural first guess.
         vf.set(&state.v);
         self.vf = Some(vf);
-        let (nu, nv) = (problem.dim_u(), problem.dim_v());
-        self.buf = Buffers {
-            fu: vec![0.0; nu],
-            fv: vec![0.0; nv],
-            gu: vec![0.0; nu],
-            gv: vec![0.0; nv],
-            hu: vec![0.0; nu],
-        };
+        self.pen = Some(Penalty::new(problem.dim_u(), problem.dim_v()));
         self.last_alpha = self.alpha(self.gamma.at(0));
         Ok(())
     }
@@ -179,37 +164,25 @@ impl Solver for Pbgd {
         let gamma = self.gamma.at(state.iter);
         let alpha = self.alpha(gamma);
         self.last_alpha = alpha;
-        let b = &mut self.buf;
+        let pen = self.pen.as_mut().expect("init sets the penalty buffers");
         let vf = self.vf.as_mut().expect("init sets the value function");
         match self.update {
             Update::Jacobi => {
                 vf.update(problem, &state.u);
-                problem.f(&state.u, &state.v, Some(&mut b.fu), Some(&mut b.fv));
-                problem.g(&state.u, &state.v, Some(&mut b.gu), Some(&mut b.gv));
-                vf.value(problem, &state.u, Some(&mut b.hu));
-                // d_u = ∇_u f + γ (∇_u g(u, v) − ∇_u g(u, w)); d_v = ∇_v f + γ ∇_v g.
-                for i in 0..b.fu.len() {
-                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
-                }
-                for i in 0..b.fv.len() {
-                    state.v[i] -= alpha * (b.fv[i] + gamma * b.gv[i]);
-                }
+                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, true);
+                axpy(-alpha, &pen.du, &mut state.u);
+                axpy(-alpha, &pen.dv, &mut state.v);
                 problem.project_u(&mut state.u);
             }
             Update::GaussSeidel => {
                 for _ in 0..self.v_steps {
-                    problem.f(&state.u, &state.v, None, Some(&mut b.fv));
-                    problem.g(&state.u, &state.v, None, Some(&mut b.gv));
-                    axpy(-alpha, &b.fv, &mut state.v);
-                    axpy(-alpha * gamma, &b.gv, &mut state.v);
+                    pen.eval(problem, &state.u, &state.v, &vf.w, gamma, false, true);
+                    axpy(-alpha, &pen.dv, &mut state.v);
                 }
+                // The u-step uses the fresh v and a value function refreshed at u_k.
                 vf.update(problem, &state.u);
-                problem.f(&state.u, &state.v, Some(&mut b.fu), None);
-                problem.g(&state.u, &state.v, Some(&mut b.gu), None);
-                vf.value(problem, &state.u, Some(&mut b.hu));
-                for i in 0..b.fu.len() {
-                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
-                }
+                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, false);
+                axpy(-alpha, &pen.du, &mut state.u);
                 problem.project_u(&mut state.u);
             }
         }
