@@ -21,10 +21,22 @@ fn main() -> bilevel::Result<()> {
     let out = run(&problem, &mut solver, &u0, &v0, &opts, &mut [])?;
     let last = out.last();
     println!("solver     {}", out.trace.solver);
-    println!("status     {:?} after {} iterations", out.status, out.iterations);
-    println!("L_gamma    {:.12e} (gap to the closed-form minimum {:.2e})", last.l_gamma, last.l_gap);
-    println!("distance   {:.2e} (relative, to the penalty optimum)", last.dist_opt);
-    println!("f - f*     {:+.3e} (penalty bias at gamma = {gamma})", last.f_gap);
+    println!(
+        "status     {:?} after {} iterations",
+        out.status, out.iterations
+    );
+    println!(
+        "L_gamma    {:.12e} (gap to the closed-form minimum {:.2e})",
+        last.l_gamma, last.l_gap
+    );
+    println!(
+        "distance   {:.2e} (relative, to the penalty optimum)",
+        last.dist_opt
+    );
+    println!(
+        "f - f*     {:+.3e} (penalty bias at gamma = {gamma})",
+        last.f_gap
+    );
     println!("g - g*     {:.3e}", last.ll_gap);
     Ok(())
 }

@@ -13,8 +13,8 @@
 //! - [`problems`]: shipped problems with certified optima.
 
 pub mod diagnostics;
-pub mod experiments;
 pub mod error;
+pub mod experiments;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;

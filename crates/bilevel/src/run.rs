@@ -117,7 +117,10 @@ pub struct RunOutput {
 impl RunOutput {
     /// The final record.
     pub fn last(&self) -> &Record {
-        self.trace.records.last().expect("a run always records its end point")
+        self.trace
+            .records
+            .last()
+            .expect("a run always records its end point")
     }
 }
 
@@ -201,7 +204,11 @@ impl Monitor {
         let (f, g, g_star, l_gamma) = (pv.f, pv.g, pv.g_star, pv.l);
         let ll_gap = g - g_star;
         let grad_u = if problem.is_constrained() && alpha > 0.0 && alpha.is_finite() {
-            let mut p: Vec<f64> = u.iter().zip(&self.pen.du).map(|(a, d)| a - alpha * d).collect();
+            let mut p: Vec<f64> = u
+                .iter()
+                .zip(&self.pen.du)
+                .map(|(a, d)| a - alpha * d)
+                .collect();
             problem.project_u(&mut p);
             crate::linalg::dist(u, &p) / alpha
         } else {
@@ -416,7 +423,9 @@ fn stop_check(opts: &RunOptions, rec: &Record, prev_l: Option<f64>) -> Option<St
     if let (Some(t), Some(p)) = (opts.rel_tol, prev_l)
         && (rec.l_gamma - p).abs() / rec.l_gamma.abs().max(1e-300) <= t
     {
-        return Some(Status::Converged(format!("relative change of L_gamma <= {t:e}")));
+        return Some(Status::Converged(format!(
+            "relative change of L_gamma <= {t:e}"
+        )));
     }
     None
 }

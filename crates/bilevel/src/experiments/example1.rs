@@ -123,7 +123,10 @@ impl Experiment for Fig1 {
                 f2(-third)
             ),
             "|F'| ≤ 1e-12, F'' < 0, |F − 0.2345| ≤ 1e-3",
-            grad_at <= 1e-12 && f2(third) < 0.0 && f2(-third) < 0.0 && (fmax - 0.2345).abs() <= 1e-3,
+            grad_at <= 1e-12
+                && f2(third) < 0.0
+                && f2(-third) < 0.0
+                && (fmax - 0.2345).abs() <= 1e-3,
         ));
         // Spurious local minima of F near ±7.33.
         let spur = 2.0 * std::f64::consts::PI + third;
@@ -146,7 +149,10 @@ impl Experiment for Fig1 {
             .map(|&(u, v)| l_gamma(u, v, 10.0))
             .fold(0.0f64, f64::max);
         let saddles = penalty_saddles(10.0, -4.0, 4.0);
-        let max_lmin = saddles.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
+        let max_lmin = saddles
+            .iter()
+            .map(|s| s.2)
+            .fold(f64::NEG_INFINITY, f64::max);
         claims.push(Claim::new(
             "Every stationary point of L_10 in [−4, 4]² other than the three global minima (0, 0), ±(1.8955, 1.8955) is a strict saddle",
             format!(
@@ -183,7 +189,9 @@ impl Experiment for Fig1 {
             .map(|(u0, v0)| (u0[0], v0[0]))
             .collect();
         let table = Table {
-            title: format!("Success from {n} starts uniform in [−10, 10]² (measured, not asserted)"),
+            title: format!(
+                "Success from {n} starts uniform in [−10, 10]² (measured, not asserted)"
+            ),
             header: vec!["method".into(), "objective".into(), "success rate".into()],
             rows: vec![
                 vec![
@@ -200,7 +208,10 @@ impl Experiment for Fig1 {
         };
 
         let us: Vec<f64> = (0..=800).map(|i| -10.0 + 0.025 * i as f64).collect();
-        let f_curve: Vec<(f64, f64)> = us.iter().map(|&u| (u, Example1::hyper_objective(u))).collect();
+        let f_curve: Vec<(f64, f64)> = us
+            .iter()
+            .map(|&u| (u, Example1::hyper_objective(u)))
+            .collect();
         let stat = Example1::stationary_points(-10.0, 10.0);
         let non_opt: Vec<(f64, f64)> = stat
             .iter()
@@ -346,7 +357,8 @@ impl Experiment for Fig2 {
             let rate = success(&res);
             let mut iters: Vec<f64> = res.iter().map(|r| r.iterations as f64).collect();
             iters.sort_by(f64::total_cmp);
-            let (med, q10, q90) = super::quantiles(&iters).unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+            let (med, q10, q90) =
+                super::quantiles(&iters).unwrap_or((f64::NAN, f64::NAN, f64::NAN));
             let worst_l = res.iter().map(|r| r.last.l_gamma).fold(0.0f64, f64::max);
             // Which global minimizer each run reached.
             let mut counts = [0usize; 3];

@@ -33,7 +33,7 @@ pub struct Pbgd {
     pub inner: Option<InnerLoop>,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness: Option<Smoothness>,
-    s: Option<Smoothness>,
+    resolved: Option<Smoothness>,
     vf: Option<ValueFunction>,
     pen: Option<Penalty>,
     last_alpha: f64,
@@ -49,7 +49,7 @@ impl Pbgd {
             v_steps: 1,
             inner: None,
             smoothness: None,
-            s: None,
+            resolved: None,
             vf: None,
             pen: None,
             last_alpha: f64::NAN,
@@ -108,7 +108,7 @@ impl Pbgd {
     }
 
     fn alpha(&self, gamma: f64) -> f64 {
-        let s = self.s.as_ref().expect("init sets smoothness");
+        let s = self.resolved.as_ref().expect("init sets smoothness");
         self.step.alpha(gamma, s)
     }
 }
@@ -139,7 +139,11 @@ impl Solver for Pbgd {
             self.step.validate()?;
         }
         if self.v_steps == 0 {
-            return Err(Error::setting("v_steps", 0, "at least 1 step on v per iteration"));
+            return Err(Error::setting(
+                "v_steps",
+                0,
+                "at least 1 step on v per iteration",
+            ));
         }
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
         if let StepRule::InverseGamma { alpha0 } = self.step
@@ -149,8 +153,10 @@ impl Solver for Pbgd {
                 alpha0: 0.5 / (s.lf + s.lg),
             };
         }
-        self.s = Some(s);
-        let inner = self.inner.unwrap_or_else(|| InnerLoop::default_for(problem));
+        self.resolved = Some(s);
+        let inner = self
+            .inner
+            .unwrap_or_else(|| InnerLoop::default_for(problem));
         let mut vf = ValueFunction::new(problem, inner, s.lg_vv)?;
         // A warm inner loop starts from the LL variable itself, the natural first guess.
         vf.set(&state.v);
@@ -205,8 +211,10 @@ impl Solver for Pbgd {
         }
     }
 
+    // The constants in use, not the user's override field of the same name.
+    #[allow(clippy::misnamed_getters)]
     fn smoothness(&self) -> Option<Smoothness> {
-        self.s
+        self.resolved
     }
 
     fn ll_estimate(&self) -> Option<&[f64]> {
