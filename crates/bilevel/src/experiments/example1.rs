@@ -379,7 +379,7 @@ impl Experiment for Fig2 {
             let wide_rate = success(&wide_res);
             claims.push(Claim::new(
                 format!("Jacobi PBGD (α = 0.5/(1+γ), γ = {gamma}) reaches L_γ < 1e-6 from every one of {n} starts in [−4, 4]²"),
-                format!("{:.1}% ({} of {n}); worst final L_γ = {worst_l:.2e}", 100.0 * rate, (rate * n as f64).round()),
+                format!("{:.1}% ({} of {n}); worst final L_γ = {worst_l:.4e}", 100.0 * rate, (rate * n as f64).round()),
                 "100%",
                 rate == 1.0,
             ));
