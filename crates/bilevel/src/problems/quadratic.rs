@@ -268,16 +268,21 @@ impl Quadratic {
         (&self.bilevel.0, &self.bilevel.1, self.bilevel.2)
     }
 
-    /// The Hessian of L_γ, H_f + γ Dᵀ H_vv D (constant: L_γ is quadratic).
-    pub fn penalty_hessian(&self, gamma: f64) -> Mat<f64> {
-        let (du, dv, n) = (self.du, self.dv, self.du + self.dv);
-        let d = Mat::from_fn(dv, n, |i, k| {
+    // D = [−M, I], so that v − w*(u) = D z − m₀.
+    fn d_matrix(&self) -> Mat<f64> {
+        let (du, dv) = (self.du, self.dv);
+        Mat::from_fn(dv, du + dv, |i, k| {
             if k < du {
                 -self.m[(i, k)]
             } else {
                 f64::from(i == k - du)
             }
-        });
+        })
+    }
+
+    /// The Hessian of L_γ, H_f + γ Dᵀ H_vv D (constant: L_γ is quadratic).
+    pub fn penalty_hessian(&self, gamma: f64) -> Mat<f64> {
+        let d = self.d_matrix();
         let hd = &self.hvv * &d;
         &self.hf + d.transpose() * &hd * faer::Scale(gamma)
     }
@@ -290,14 +295,8 @@ impl Quadratic {
         {
             return Ok(p.clone());
         }
-        let (du, dv, n) = (self.du, self.dv, self.du + self.dv);
-        let d = Mat::from_fn(dv, n, |i, k| {
-            if k < du {
-                -self.m[(i, k)]
-            } else {
-                f64::from(i == k - du)
-            }
-        });
+        let (du, dv) = (self.du, self.dv);
+        let d = self.d_matrix();
         let a = self.penalty_hessian(gamma);
         let hm = &self.hvv * &self.m0;
         let b = d.transpose() * &hm * faer::Scale(gamma) - &self.bf;

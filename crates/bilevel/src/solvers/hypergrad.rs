@@ -32,6 +32,33 @@ struct Common {
     smoothness: Option<Smoothness>,
 }
 
+// Builders shared by AID and ITD.
+macro_rules! common_builders {
+    ($t:ty) => {
+        impl $t {
+            /// Sets the outer step rule.
+            pub fn with_step(mut self, step: StepRule) -> Self {
+                self.common.step = step;
+                self
+            }
+
+            /// Sets the lower-level step β.
+            pub fn with_beta(mut self, beta: f64) -> Self {
+                self.common.beta = Some(beta);
+                self
+            }
+
+            /// Overrides the smoothness constants.
+            pub fn with_smoothness(mut self, s: Smoothness) -> Self {
+                self.common.smoothness = Some(s);
+                self
+            }
+        }
+    };
+}
+common_builders!(Aid);
+common_builders!(Itd);
+
 /// State shared by AID and ITD after `init`.
 #[derive(Debug, Clone, Default)]
 struct Work {
@@ -110,24 +137,6 @@ impl Aid {
             work: Work::default(),
             p: Vec::new(),
         }
-    }
-
-    /// Sets the outer step rule.
-    pub fn with_step(mut self, step: StepRule) -> Self {
-        self.common.step = step;
-        self
-    }
-
-    /// Sets the lower-level step β.
-    pub fn with_beta(mut self, beta: f64) -> Self {
-        self.common.beta = Some(beta);
-        self
-    }
-
-    /// Overrides the smoothness constants.
-    pub fn with_smoothness(mut self, s: Smoothness) -> Self {
-        self.common.smoothness = Some(s);
-        self
     }
 }
 
@@ -264,24 +273,6 @@ impl Itd {
             work: Work::default(),
             path: Vec::new(),
         }
-    }
-
-    /// Sets the outer step rule.
-    pub fn with_step(mut self, step: StepRule) -> Self {
-        self.common.step = step;
-        self
-    }
-
-    /// Sets the lower-level step β.
-    pub fn with_beta(mut self, beta: f64) -> Self {
-        self.common.beta = Some(beta);
-        self
-    }
-
-    /// Overrides the smoothness constants.
-    pub fn with_smoothness(mut self, s: Smoothness) -> Self {
-        self.common.smoothness = Some(s);
-        self
     }
 }
 
