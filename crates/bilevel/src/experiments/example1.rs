@@ -61,9 +61,10 @@ pub fn penalty_saddles(gamma: f64, lo: f64, hi: f64) -> Vec<(f64, f64, f64)> {
     out
 }
 
-fn pbgd_options(max_iter: usize) -> RunOptions {
+fn pbgd_options(max_iter: usize, ctx: &Context<'_>) -> RunOptions {
     RunOptions {
         max_iter,
+        interrupt: ctx.interrupt.clone(),
         record_every: 10,
         target: Some(TARGET),
         seed: SEED,
@@ -171,7 +172,7 @@ impl Experiment for Fig1 {
         let p = Example1;
         let gamma = 10.0;
         let make = || -> Box<dyn Solver> { Box::new(Pbgd::jacobi(gamma)) };
-        let res = many_starts(&p, &make, &starts, &pbgd_options(50_000), ctx.progress);
+        let res = many_starts(&p, &make, &starts, &pbgd_options(50_000, ctx), ctx.progress);
         let pbgd_rate = success(&res);
         let nested_ok = starts
             .iter()
@@ -333,7 +334,7 @@ impl Experiment for Fig2 {
         let p = Example1;
         let n = if ctx.quick { 200 } else { 1000 };
         let max_iter = 50_000;
-        let opts = pbgd_options(max_iter);
+        let opts = pbgd_options(max_iter, ctx);
         let starts = uniform_starts(SEED, n, 1, 1, -4.0, 4.0);
         let wide = uniform_starts(SEED + 1, n, 1, 1, -10.0, 10.0);
         let mut claims = Vec::new();

@@ -128,6 +128,7 @@ impl Experiment for StudyExample1 {
             record_every: 10,
             target: Some(1e-7),
             seed: SEED,
+            interrupt: ctx.interrupt.clone(),
             ..RunOptions::default()
         };
         let boxes: [(f64, u64); 2] = [(4.0, SEED), (10.0, SEED + 1)];
@@ -247,6 +248,7 @@ impl Experiment for StudyExample1 {
                 max_iter: 5000,
                 record_every: 1,
                 target: Some(1e-10),
+                interrupt: ctx.interrupt.clone(),
                 ..RunOptions::default()
             };
             let out = crate::run::run(&p, &mut s, u0, v0, &o, &mut [])?;
@@ -439,6 +441,7 @@ impl Experiment for StudyToy {
             record_every: 20,
             grad_tol: Some(1e-6),
             seed: SEED,
+            interrupt: ctx.interrupt.clone(),
             ..RunOptions::default()
         };
         let mut rows = Vec::new();
