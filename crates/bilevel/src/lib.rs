@@ -18,6 +18,7 @@ pub mod experiments;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;
+pub mod perf;
 pub mod problem;
 pub mod problems;
 pub mod run;
