@@ -20,7 +20,9 @@ pub enum Error {
         allowed: String,
     },
     /// Data (a start point, a matrix, a file) holds NaN or Inf.
-    #[error("{what} contains a non-finite value (NaN or Inf) at index {index}; clean the input or choose another start point")]
+    #[error(
+        "{what} contains a non-finite value (NaN or Inf) at index {index}; clean the input or choose another start point"
+    )]
     NonFinite { what: String, index: usize },
     /// Data is well-formed but unusable for the stated reason.
     #[error("invalid data in {what}: {reason}")]
@@ -73,7 +75,11 @@ impl std::fmt::Display for Divergence {
 }
 
 impl Error {
-    pub(crate) fn dim(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
+    pub(crate) fn dim(
+        what: impl Into<String>,
+        expected: impl ToString,
+        got: impl ToString,
+    ) -> Self {
         Error::Dimension {
             what: what.into(),
             expected: expected.to_string(),

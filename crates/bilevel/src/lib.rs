@@ -13,10 +13,12 @@
 //! - [`problems`]: shipped problems with certified optima.
 
 pub mod diagnostics;
-pub mod experiments;
 pub mod error;
+pub mod experiments;
 pub mod linalg;
 pub mod npy;
+pub mod penalty;
+pub mod perf;
 pub mod problem;
 pub mod problems;
 pub mod run;

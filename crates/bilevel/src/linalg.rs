@@ -53,9 +53,12 @@ pub fn spd_solve(what: &str, a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Result<M
 
 /// Largest and smallest eigenvalue of a symmetric matrix.
 pub fn sym_eig_range(a: MatRef<'_, f64>) -> Result<(f64, f64)> {
-    let ev = a
-        .self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|_| Error::data("symmetric matrix", "eigenvalue computation did not converge"))?;
+    let ev = a.self_adjoint_eigenvalues(Side::Lower).map_err(|_| {
+        Error::data(
+            "symmetric matrix",
+            "eigenvalue computation did not converge",
+        )
+    })?;
     let lo = ev.first().copied().unwrap_or(0.0);
     let hi = ev.last().copied().unwrap_or(0.0);
     Ok((lo, hi))

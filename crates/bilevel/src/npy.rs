@@ -32,7 +32,10 @@ pub fn read_matrix(path: &Path) -> Result<Mat<f64>> {
         }
     };
     let dtype = npy.dtype().descr();
-    let data: Vec<f64> = match dtype.trim_start_matches(['<', '|', '=']) {
+    let data: Vec<f64> = match dtype
+        .trim_matches(['\'', '"'])
+        .trim_start_matches(['<', '>', '|', '='])
+    {
         "f8" => npy.into_vec::<f64>().map_err(|e| file_err(path, e))?,
         "f4" => npy
             .into_vec::<f32>()

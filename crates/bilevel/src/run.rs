@@ -3,6 +3,7 @@
 
 use crate::error::{Divergence, Error, Result};
 use crate::linalg::norm;
+use crate::penalty::Penalty;
 use crate::problem::{Problem, check_point};
 use crate::solvers::{InnerLoop, Solver, State, Steps, ValueFunction};
 use crate::trace::{Observer, Record, Snapshot, Status, Trace};
@@ -116,17 +117,16 @@ pub struct RunOutput {
 impl RunOutput {
     /// The final record.
     pub fn last(&self) -> &Record {
-        self.trace.records.last().expect("a run always records its end point")
+        self.trace
+            .records
+            .last()
+            .expect("a run always records its end point")
     }
 }
 
 /// Evaluates records at iterates: f, g, g*, L_γ, gradient norms and gaps.
 pub struct Monitor {
-    fu: Vec<f64>,
-    fv: Vec<f64>,
-    gu: Vec<f64>,
-    gv: Vec<f64>,
-    hu: Vec<f64>,
+    pen: Penalty,
     exact: bool,
     vf: Option<ValueFunction>,
     steps: usize,
@@ -137,7 +137,6 @@ impl Monitor {
     /// A monitor for `problem`. Without an exact lower-level solution, g* is estimated by
     /// gradient descent (step β) warm-started from the previous estimate.
     pub fn new(problem: &dyn Problem, beta: f64, steps: usize) -> Result<Self> {
-        let (nu, nv) = (problem.dim_u(), problem.dim_v());
         let exact = problem.has_ll_solution();
         let vf = if exact {
             ValueFunction::new(problem, InnerLoop::Exact, 1.0)?
@@ -153,11 +152,7 @@ impl Monitor {
             )?
         };
         Ok(Monitor {
-            fu: vec![0.0; nu],
-            fv: vec![0.0; nv],
-            gu: vec![0.0; nu],
-            gv: vec![0.0; nv],
-            hu: vec![0.0; nu],
+            pen: Penalty::new(problem.dim_u(), problem.dim_v()),
             exact,
             vf: Some(vf),
             steps,
@@ -184,52 +179,42 @@ impl Monitor {
         alpha: f64,
         hint: Option<&[f64]>,
     ) -> Record {
-        let f = problem.f(u, v, Some(&mut self.fu), Some(&mut self.fv));
-        let g = problem.g(u, v, Some(&mut self.gu), Some(&mut self.gv));
         let vf = self.vf.as_mut().expect("monitor has a value function");
-        let mut g_star;
         if self.exact {
             vf.update(problem, u);
-            g_star = vf.value(problem, u, Some(&mut self.hu));
         } else {
             if iter == 0 {
                 vf.set(hint.unwrap_or(v));
             }
             vf.update_with(problem, u, Some(self.steps));
-            g_star = vf.value(problem, u, Some(&mut self.hu));
             // g* ≤ g(u, w) for every w: the lowest candidate is the tightest estimate.
+            let mut best = problem.g(u, &vf.w, None, None);
             if let Some(w) = hint {
-                let mut hu2 = vec![0.0; u.len()];
-                let gh = problem.g(u, w, Some(&mut hu2), None);
-                if gh < g_star {
-                    g_star = gh;
-                    self.hu.copy_from_slice(&hu2);
+                let gh = problem.g(u, w, None, None);
+                if gh < best {
+                    best = gh;
                     vf.set(w);
                 }
             }
-            if g < g_star {
-                g_star = g;
-                self.hu.copy_from_slice(&self.gu);
+            if problem.g(u, v, None, None) < best {
                 vf.set(v);
             }
         }
+        let pv = self.pen.eval(problem, u, v, &vf.w, gamma, true, true);
+        let (f, g, g_star, l_gamma) = (pv.f, pv.g, pv.g_star, pv.l);
         let ll_gap = g - g_star;
-        let l_gamma = f + gamma * ll_gap;
-        // ∇_u L_γ into fu, ∇_v L_γ into fv.
-        for i in 0..self.fu.len() {
-            self.fu[i] += gamma * (self.gu[i] - self.hu[i]);
-        }
-        for i in 0..self.fv.len() {
-            self.fv[i] += gamma * self.gv[i];
-        }
         let grad_u = if problem.is_constrained() && alpha > 0.0 && alpha.is_finite() {
-            let mut p: Vec<f64> = u.iter().zip(&self.fu).map(|(a, d)| a - alpha * d).collect();
+            let mut p: Vec<f64> = u
+                .iter()
+                .zip(&self.pen.du)
+                .map(|(a, d)| a - alpha * d)
+                .collect();
             problem.project_u(&mut p);
             crate::linalg::dist(u, &p) / alpha
         } else {
-            norm(&self.fu)
+            norm(&self.pen.du)
         };
-        let grad_v = norm(&self.fv);
+        let grad_v = norm(&self.pen.dv);
         let f_gap = problem.bilevel_optimum().map_or(f64::NAN, |fs| f - fs);
         let l_star = match self.opt_cache {
             Some((g0, val)) if g0 == gamma => val,
@@ -438,7 +423,9 @@ fn stop_check(opts: &RunOptions, rec: &Record, prev_l: Option<f64>) -> Option<St
     if let (Some(t), Some(p)) = (opts.rel_tol, prev_l)
         && (rec.l_gamma - p).abs() / rec.l_gamma.abs().max(1e-300) <= t
     {
-        return Some(Status::Converged(format!("relative change of L_gamma <= {t:e}")));
+        return Some(Status::Converged(format!(
+            "relative change of L_gamma <= {t:e}"
+        )));
     }
     None
 }

@@ -87,7 +87,6 @@ pub struct Trace {
     pub status: Option<Status>,
 }
 
-
 const BASE_COLUMNS: [&str; 13] = [
     "iter", "time_s", "f", "g", "g_star", "ll_gap", "gamma", "l_gamma", "grad_u", "grad_v",
     "f_gap", "l_gap", "dist_opt",

@@ -3,8 +3,10 @@
 //! files is the command-line tool's job; everything here is plain data.
 
 mod example1;
+mod study;
 
 pub use example1::{Fig1, Fig2};
+pub use study::{StudyExample1, StudyToy};
 
 use crate::error::Result;
 use crate::trace::Trace;
@@ -240,7 +242,12 @@ pub trait Experiment: Send + Sync {
 
 /// Every shipped experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
-    vec![Box::new(Fig1), Box::new(Fig2)]
+    vec![
+        Box::new(Fig1),
+        Box::new(Fig2),
+        Box::new(StudyExample1),
+        Box::new(StudyToy),
+    ]
 }
 
 /// The experiment called `name`.

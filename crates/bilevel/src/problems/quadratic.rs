@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::{col, spd_solve, sym_eig_range, to_vec};
-use crate::problem::{PenaltyOptimum, Problem, Smoothness};
+use crate::problem::{Level, PenaltyOptimum, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rand_distr::{Distribution, StandardNormal};
@@ -119,21 +119,36 @@ impl Quadratic {
     ) -> Result<Self> {
         let n = hf.nrows();
         if hf.ncols() != n {
-            return Err(Error::dim("H_f (must be square)", format!("{n}x{n}"), format!("{n}x{}", hf.ncols())));
+            return Err(Error::dim(
+                "H_f (must be square)",
+                format!("{n}x{n}"),
+                format!("{n}x{}", hf.ncols()),
+            ));
         }
         if hg.nrows() != n || hg.ncols() != n {
-            return Err(Error::dim("H_g", format!("{n}x{n}"), format!("{}x{}", hg.nrows(), hg.ncols())));
+            return Err(Error::dim(
+                "H_g",
+                format!("{n}x{n}"),
+                format!("{}x{}", hg.nrows(), hg.ncols()),
+            ));
         }
         for (name, b) in [("b_f", &bf), ("b_g", &bg)] {
             if b.nrows() != n || b.ncols() != 1 {
-                return Err(Error::dim(name, format!("{n}x1"), format!("{}x{}", b.nrows(), b.ncols())));
+                return Err(Error::dim(
+                    name,
+                    format!("{n}x1"),
+                    format!("{}x{}", b.nrows(), b.ncols()),
+                ));
             }
         }
         if du == 0 || du >= n {
             return Err(Error::setting(
                 "du",
                 du,
-                format!("the split must leave both u and v non-empty: 1 <= du <= {}", n.saturating_sub(1)),
+                format!(
+                    "the split must leave both u and v non-empty: 1 <= du <= {}",
+                    n.saturating_sub(1)
+                ),
             ));
         }
         for (name, m) in [("H_f", &hf), ("b_f", &bf), ("H_g", &hg), ("b_g", &bg)] {
@@ -154,9 +169,17 @@ impl Quadratic {
         let hvv = hg.as_ref().submatrix(du, du, dv, dv).to_owned();
         let hvu = hg.as_ref().submatrix(du, 0, dv, du);
         let rhs = Mat::from_fn(dv, du + 1, |i, j| {
-            if j < du { -hvu[(i, j)] } else { -bg[(du + i, 0)] }
+            if j < du {
+                -hvu[(i, j)]
+            } else {
+                -bg[(du + i, 0)]
+            }
         });
-        let sol = spd_solve("H_g,vv (the lower level must be strongly convex in v)", hvv.as_ref(), rhs.as_ref())?;
+        let sol = spd_solve(
+            "H_g,vv (the lower level must be strongly convex in v)",
+            hvv.as_ref(),
+            rhs.as_ref(),
+        )?;
         let m = sol.as_ref().submatrix(0, 0, dv, du).to_owned();
         let m0 = sol.as_ref().submatrix(0, du, dv, 1).to_owned();
         let (lf_lo, lf_hi) = sym_eig_range(hf.as_ref())?;
@@ -202,7 +225,12 @@ impl Quadratic {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        for (name, m) in [("hf", &self.hf), ("bf", &self.bf), ("hg", &self.hg), ("bg", &self.bg)] {
+        for (name, m) in [
+            ("hf", &self.hf),
+            ("bf", &self.bf),
+            ("hg", &self.hg),
+            ("bg", &self.bg),
+        ] {
             crate::npy::write_matrix(&dir.join(format!("{name}.npy")), m)?;
         }
         Ok(())
@@ -212,7 +240,11 @@ impl Quadratic {
         let (du, n) = (self.du, self.du + self.dv);
         // J = [I; M], z0 = [0; m0]: F(u) = f(J u + z0).
         let j = Mat::from_fn(n, du, |i, k| {
-            if i < du { f64::from(i == k) } else { self.m[(i - du, k)] }
+            if i < du {
+                f64::from(i == k)
+            } else {
+                self.m[(i - du, k)]
+            }
         });
         let z0 = Mat::from_fn(n, 1, |i, _| if i < du { 0.0 } else { self.m0[(i - du, 0)] });
         let hj = &self.hf * &j;
@@ -236,6 +268,25 @@ impl Quadratic {
         (&self.bilevel.0, &self.bilevel.1, self.bilevel.2)
     }
 
+    // D = [−M, I], so that v − w*(u) = D z − m₀.
+    fn d_matrix(&self) -> Mat<f64> {
+        let (du, dv) = (self.du, self.dv);
+        Mat::from_fn(dv, du + dv, |i, k| {
+            if k < du {
+                -self.m[(i, k)]
+            } else {
+                f64::from(i == k - du)
+            }
+        })
+    }
+
+    /// The Hessian of L_γ, H_f + γ Dᵀ H_vv D (constant: L_γ is quadratic).
+    pub fn penalty_hessian(&self, gamma: f64) -> Mat<f64> {
+        let d = self.d_matrix();
+        let hd = &self.hvv * &d;
+        &self.hf + d.transpose() * &hd * faer::Scale(gamma)
+    }
+
     /// The minimizer and minimum of L_γ, by one linear solve.
     pub fn penalty_solution(&self, gamma: f64) -> Result<PenaltyOptimum> {
         crate::error::check_gamma("gamma", gamma)?;
@@ -244,15 +295,16 @@ impl Quadratic {
         {
             return Ok(p.clone());
         }
-        let (du, dv, n) = (self.du, self.dv, self.du + self.dv);
-        let d = Mat::from_fn(dv, n, |i, k| {
-            if k < du { -self.m[(i, k)] } else { f64::from(i == k - du) }
-        });
-        let hd = &self.hvv * &d;
-        let a = &self.hf + d.transpose() * &hd * faer::Scale(gamma);
+        let (du, dv) = (self.du, self.dv);
+        let d = self.d_matrix();
+        let a = self.penalty_hessian(gamma);
         let hm = &self.hvv * &self.m0;
         let b = d.transpose() * &hm * faer::Scale(gamma) - &self.bf;
-        let z = spd_solve("H_f + gamma D^T H_vv D (penalty Hessian)", a.as_ref(), b.as_ref())?;
+        let z = spd_solve(
+            "H_f + gamma D^T H_vv D (penalty Hessian)",
+            a.as_ref(),
+            b.as_ref(),
+        )?;
         let z = to_vec(z.as_ref());
         let (u, v) = z.split_at(du);
         let f = self.f(u, v, None, None);
@@ -268,7 +320,15 @@ impl Quadratic {
         Ok(p)
     }
 
-    fn quad(&self, h: &Mat<f64>, b: &Mat<f64>, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+    fn quad(
+        &self,
+        h: &Mat<f64>,
+        b: &Mat<f64>,
+        u: &[f64],
+        v: &[f64],
+        gu: Option<&mut [f64]>,
+        gv: Option<&mut [f64]>,
+    ) -> f64 {
         let n = self.du + self.dv;
         let mut z = Vec::with_capacity(n);
         z.extend_from_slice(u);
@@ -276,7 +336,9 @@ impl Quadratic {
         let mut hz = b.clone();
         matmul(hz.as_mut(), Accum::Add, h.as_ref(), col(&z), 1.0, Par::Seq);
         // ½ zᵀ H z + bᵀ z = zᵀ (H z + b) − ½ zᵀ H z = ½ zᵀ (H z + 2 b).
-        let val: f64 = (0..n).map(|i| z[i] * (0.5 * (hz[(i, 0)] - b[(i, 0)]) + b[(i, 0)])).sum();
+        let val: f64 = (0..n)
+            .map(|i| z[i] * (0.5 * (hz[(i, 0)] - b[(i, 0)]) + b[(i, 0)]))
+            .sum();
         if let Some(gu) = gu {
             for (i, x) in gu.iter_mut().enumerate() {
                 *x = hz[(i, 0)];
@@ -309,7 +371,14 @@ impl Problem for Quadratic {
     }
     fn ll_solution(&self, u: &[f64], w: &mut [f64]) -> bool {
         let mut out = self.m0.clone();
-        matmul(out.as_mut(), Accum::Add, self.m.as_ref(), col(u), 1.0, Par::Seq);
+        matmul(
+            out.as_mut(),
+            Accum::Add,
+            self.m.as_ref(),
+            col(u),
+            1.0,
+            Par::Seq,
+        );
         for (i, x) in w.iter_mut().enumerate() {
             *x = out[(i, 0)];
         }
@@ -326,5 +395,36 @@ impl Problem for Quadratic {
     }
     fn penalty_optimum(&self, gamma: f64) -> Option<PenaltyOptimum> {
         self.penalty_solution(gamma).ok()
+    }
+    fn hvp(
+        &self,
+        level: Level,
+        _u: &[f64],
+        _v: &[f64],
+        du: &[f64],
+        dv: &[f64],
+        hu: &mut [f64],
+        hv: &mut [f64],
+    ) {
+        // The Hessian is the constant matrix H: one product, no differences.
+        let h = match level {
+            Level::Upper => &self.hf,
+            Level::Lower => &self.hg,
+        };
+        let mut d = Vec::with_capacity(self.du + self.dv);
+        d.extend_from_slice(du);
+        d.extend_from_slice(dv);
+        let mut out = Mat::<f64>::zeros(d.len(), 1);
+        matmul(
+            out.as_mut(),
+            Accum::Replace,
+            h.as_ref(),
+            col(&d),
+            1.0,
+            Par::Seq,
+        );
+        for (i, x) in hu.iter_mut().chain(hv.iter_mut()).enumerate() {
+            *x = out[(i, 0)];
+        }
     }
 }

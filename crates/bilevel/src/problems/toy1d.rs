@@ -6,7 +6,7 @@
 //! F(x) = cos(2 − 4x) / (1 + e^{2 − 4x}) + ½ ln((4x − 2)² + 1).
 
 use crate::error::{Error, Result};
-use crate::problem::Problem;
+use crate::problem::{Level, Problem};
 
 /// The toy on the box [lo, hi] (default [0, 3]).
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +62,8 @@ impl Toy1d {
         let e = (2.0 - 4.0 * x).exp();
         let c = (2.0 - 4.0 * x).cos();
         let s = (2.0 - 4.0 * x).sin();
-        4.0 * s / (1.0 + e) + 4.0 * c * e / (1.0 + e).powi(2)
+        4.0 * s / (1.0 + e)
+            + 4.0 * c * e / (1.0 + e).powi(2)
             + (16.0 * x - 8.0) / ((4.0 * x - 2.0).powi(2) + 1.0)
     }
 
@@ -147,5 +148,41 @@ impl Problem for Toy1d {
     }
     fn bilevel_optimum(&self) -> Option<f64> {
         Some(self.solution.1)
+    }
+    fn hvp(
+        &self,
+        level: Level,
+        u: &[f64],
+        v: &[f64],
+        du: &[f64],
+        dv: &[f64],
+        hu: &mut [f64],
+        hv: &mut [f64],
+    ) {
+        let (x, y) = (u[0], v[0]);
+        let (hxx, hxy, hyy) = match level {
+            Level::Upper => {
+                let e = (2.0 - 4.0 * x).exp();
+                let (sn, c) = (4.0 * y + 2.0).sin_cos();
+                let q = (4.0 * x - 2.0).powi(2) + 1.0;
+                let l = 16.0 * x - 8.0;
+                (
+                    -16.0 * c * e * (1.0 - e) / (1.0 + e).powi(3) + 16.0 / q
+                        - 2.0 * l * l / (q * q),
+                    -16.0 * sn * e / (1.0 + e).powi(2),
+                    -16.0 * c / (1.0 + e),
+                )
+            }
+            Level::Lower => {
+                let (s2, c2) = (2.0 * (x + y)).sin_cos();
+                (
+                    2.0 + 2.0 * s2 + 2.0 * x * c2,
+                    2.0 + s2 + 2.0 * x * c2,
+                    2.0 + 2.0 * x * c2,
+                )
+            }
+        };
+        hu[0] = hxx * du[0] + hxy * dv[0];
+        hv[0] = hxy * du[0] + hyy * dv[0];
     }
 }

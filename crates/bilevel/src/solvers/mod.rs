@@ -2,12 +2,14 @@
 //! [`Problem`]; the shared run loop ([`crate::run`]) owns everything else (limits, stopping,
 //! divergence, records, observers).
 
+mod hypergrad;
 mod pbgd;
 mod rules;
 mod value;
 
+pub use hypergrad::{Aid, Itd, LinearSolve};
 pub use pbgd::{Pbgd, Update};
-pub use rules::{GammaSchedule, StepRule, resolve_smoothness};
+pub use rules::{GammaSchedule, StepRule, estimate_smoothness, resolve_smoothness};
 pub use value::{InnerLoop, ValueFunction};
 
 use crate::error::Result;
@@ -50,7 +52,8 @@ pub trait Solver: Send {
     /// Takes one iteration from `state.iter` to `state.iter + 1` (the loop increments `iter`).
     fn step(&mut self, problem: &dyn Problem, state: &mut State) -> Result<()>;
 
-    /// Penalty constant at iteration `iter` (what L_γ in the records uses).
+    /// Penalty constant at iteration `iter` (what L_γ in the records uses; 0 for methods on
+    /// the nested objective, whose records then show L_0 = f).
     fn gamma(&self, iter: usize) -> f64;
 
     /// Step sizes in force.

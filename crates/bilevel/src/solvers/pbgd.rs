@@ -4,6 +4,7 @@
 use super::{GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
 use crate::error::{Error, Result};
 use crate::linalg::axpy;
+use crate::penalty::Penalty;
 use crate::problem::{Problem, Smoothness};
 use serde::{Deserialize, Serialize};
 
@@ -32,19 +33,10 @@ pub struct Pbgd {
     pub inner: Option<InnerLoop>,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness: Option<Smoothness>,
-    s: Option<Smoothness>,
+    resolved: Option<Smoothness>,
     vf: Option<ValueFunction>,
-    buf: Buffers,
+    pen: Option<Penalty>,
     last_alpha: f64,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Buffers {
-    fu: Vec<f64>,
-    fv: Vec<f64>,
-    gu: Vec<f64>,
-    gv: Vec<f64>,
-    hu: Vec<f64>,
 }
 
 impl Pbgd {
@@ -57,9 +49,9 @@ impl Pbgd {
             v_steps: 1,
             inner: None,
             smoothness: None,
-            s: None,
+            resolved: None,
             vf: None,
-            buf: Buffers::default(),
+            pen: None,
             last_alpha: f64::NAN,
         }
     }
@@ -116,7 +108,7 @@ impl Pbgd {
     }
 
     fn alpha(&self, gamma: f64) -> f64 {
-        let s = self.s.as_ref().expect("init sets smoothness");
+        let s = self.resolved.as_ref().expect("init sets smoothness");
         self.step.alpha(gamma, s)
     }
 }
@@ -147,7 +139,11 @@ impl Solver for Pbgd {
             self.step.validate()?;
         }
         if self.v_steps == 0 {
-            return Err(Error::setting("v_steps", 0, "at least 1 step on v per iteration"));
+            return Err(Error::setting(
+                "v_steps",
+                0,
+                "at least 1 step on v per iteration",
+            ));
         }
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
         if let StepRule::InverseGamma { alpha0 } = self.step
@@ -157,20 +153,15 @@ impl Solver for Pbgd {
                 alpha0: 0.5 / (s.lf + s.lg),
             };
         }
-        self.s = Some(s);
-        let inner = self.inner.unwrap_or_else(|| InnerLoop::default_for(problem));
+        self.resolved = Some(s);
+        let inner = self
+            .inner
+            .unwrap_or_else(|| InnerLoop::default_for(problem));
         let mut vf = ValueFunction::new(problem, inner, s.lg_vv)?;
         // A warm inner loop starts from the LL variable itself, the natural first guess.
         vf.set(&state.v);
         self.vf = Some(vf);
-        let (nu, nv) = (problem.dim_u(), problem.dim_v());
-        self.buf = Buffers {
-            fu: vec![0.0; nu],
-            fv: vec![0.0; nv],
-            gu: vec![0.0; nu],
-            gv: vec![0.0; nv],
-            hu: vec![0.0; nu],
-        };
+        self.pen = Some(Penalty::new(problem.dim_u(), problem.dim_v()));
         self.last_alpha = self.alpha(self.gamma.at(0));
         Ok(())
     }
@@ -179,37 +170,25 @@ impl Solver for Pbgd {
         let gamma = self.gamma.at(state.iter);
         let alpha = self.alpha(gamma);
         self.last_alpha = alpha;
-        let b = &mut self.buf;
+        let pen = self.pen.as_mut().expect("init sets the penalty buffers");
         let vf = self.vf.as_mut().expect("init sets the value function");
         match self.update {
             Update::Jacobi => {
                 vf.update(problem, &state.u);
-                problem.f(&state.u, &state.v, Some(&mut b.fu), Some(&mut b.fv));
-                problem.g(&state.u, &state.v, Some(&mut b.gu), Some(&mut b.gv));
-                vf.value(problem, &state.u, Some(&mut b.hu));
-                // d_u = ∇_u f + γ (∇_u g(u, v) − ∇_u g(u, w)); d_v = ∇_v f + γ ∇_v g.
-                for i in 0..b.fu.len() {
-                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
-                }
-                for i in 0..b.fv.len() {
-                    state.v[i] -= alpha * (b.fv[i] + gamma * b.gv[i]);
-                }
+                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, true);
+                axpy(-alpha, &pen.du, &mut state.u);
+                axpy(-alpha, &pen.dv, &mut state.v);
                 problem.project_u(&mut state.u);
             }
             Update::GaussSeidel => {
                 for _ in 0..self.v_steps {
-                    problem.f(&state.u, &state.v, None, Some(&mut b.fv));
-                    problem.g(&state.u, &state.v, None, Some(&mut b.gv));
-                    axpy(-alpha, &b.fv, &mut state.v);
-                    axpy(-alpha * gamma, &b.gv, &mut state.v);
+                    pen.eval(problem, &state.u, &state.v, &vf.w, gamma, false, true);
+                    axpy(-alpha, &pen.dv, &mut state.v);
                 }
+                // The u-step uses the fresh v and a value function refreshed at u_k.
                 vf.update(problem, &state.u);
-                problem.f(&state.u, &state.v, Some(&mut b.fu), None);
-                problem.g(&state.u, &state.v, Some(&mut b.gu), None);
-                vf.value(problem, &state.u, Some(&mut b.hu));
-                for i in 0..b.fu.len() {
-                    state.u[i] -= alpha * (b.fu[i] + gamma * (b.gu[i] - b.hu[i]));
-                }
+                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, false);
+                axpy(-alpha, &pen.du, &mut state.u);
                 problem.project_u(&mut state.u);
             }
         }
@@ -232,8 +211,10 @@ impl Solver for Pbgd {
         }
     }
 
+    // The constants in use, not the user's override field of the same name.
+    #[allow(clippy::misnamed_getters)]
     fn smoothness(&self) -> Option<Smoothness> {
-        self.s
+        self.resolved
     }
 
     fn ll_estimate(&self) -> Option<&[f64]> {

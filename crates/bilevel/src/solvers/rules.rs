@@ -110,7 +110,12 @@ pub fn resolve_smoothness(
 /// Power iteration on Hessian-vector products at (u, v): estimates ℓ_f, ℓ_g (joint) and
 /// ℓ_{g,vv}. Estimates are local; a floor keeps them away from 0 where a Hessian vanishes at
 /// the start point.
-pub fn estimate_smoothness(problem: &dyn Problem, u: &[f64], v: &[f64], iters: usize) -> Smoothness {
+pub fn estimate_smoothness(
+    problem: &dyn Problem,
+    u: &[f64],
+    v: &[f64],
+    iters: usize,
+) -> Smoothness {
     let lf = power_iteration(problem, Level::Upper, u, v, false, iters);
     let lg = power_iteration(problem, Level::Lower, u, v, false, iters);
     let lg_vv = power_iteration(problem, Level::Lower, u, v, true, iters);
@@ -133,7 +138,13 @@ fn power_iteration(
     let (nu, nv) = (u.len(), v.len());
     // Deterministic, non-degenerate start direction.
     let mut du: Vec<f64> = (0..nu)
-        .map(|i| if v_only { 0.0 } else { 1.0 + 0.1 * ((i * 7 % 13) as f64) })
+        .map(|i| {
+            if v_only {
+                0.0
+            } else {
+                1.0 + 0.1 * ((i * 7 % 13) as f64)
+            }
+        })
         .collect();
     let mut dv: Vec<f64> = (0..nv).map(|i| 1.0 + 0.1 * ((i * 5 % 11) as f64)).collect();
     let mut hu = vec![0.0; nu];

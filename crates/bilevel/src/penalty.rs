@@ -1,0 +1,84 @@
+//! The penalty reformulation L_γ(u, v) = f(u, v) + γ (g(u, v) − g*(u)), with g*(u) and
+//! ∇g*(u) = ∇_u g(u, w*(u)) (Danskin) taken at a lower-level point w.
+
+use crate::problem::Problem;
+
+/// Values at one evaluation of L_γ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PenaltyValue {
+    /// f(u, v).
+    pub f: f64,
+    /// g(u, v).
+    pub g: f64,
+    /// g(u, w), standing for g*(u).
+    pub g_star: f64,
+    /// L_γ = f + γ (g − g(u, w)).
+    pub l: f64,
+}
+
+/// Evaluator of L_γ and its gradient blocks, with buffers allocated once.
+#[derive(Debug, Clone)]
+pub struct Penalty {
+    /// ∇_u L_γ after [`Penalty::eval`] with `grad_u`.
+    pub du: Vec<f64>,
+    /// ∇_v L_γ after [`Penalty::eval`] with `grad_v`.
+    pub dv: Vec<f64>,
+    gu: Vec<f64>,
+    gv: Vec<f64>,
+    hu: Vec<f64>,
+}
+
+impl Penalty {
+    /// Buffers for a problem with `nu` upper and `nv` lower variables.
+    pub fn new(nu: usize, nv: usize) -> Self {
+        Penalty {
+            du: vec![0.0; nu],
+            dv: vec![0.0; nv],
+            gu: vec![0.0; nu],
+            gv: vec![0.0; nv],
+            hu: vec![0.0; nu],
+        }
+    }
+
+    /// Evaluates L_γ at (u, v) with g* estimated by g(u, w); fills `du` = ∇_u f + γ(∇_u g(u, v)
+    /// − ∇_u g(u, w)) when `grad_u`, and `dv` = ∇_v f + γ ∇_v g(u, v) when `grad_v`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        grad_u: bool,
+        grad_v: bool,
+    ) -> PenaltyValue {
+        let f = problem.f(
+            u,
+            v,
+            grad_u.then_some(&mut self.du[..]),
+            grad_v.then_some(&mut self.dv[..]),
+        );
+        let g = problem.g(
+            u,
+            v,
+            grad_u.then_some(&mut self.gu[..]),
+            grad_v.then_some(&mut self.gv[..]),
+        );
+        let g_star = problem.g(u, w, grad_u.then_some(&mut self.hu[..]), None);
+        if grad_u {
+            for ((d, a), b) in self.du.iter_mut().zip(&self.gu).zip(&self.hu) {
+                *d += gamma * (a - b);
+            }
+        }
+        if grad_v {
+            crate::linalg::axpy(gamma, &self.gv, &mut self.dv);
+        }
+        PenaltyValue {
+            f,
+            g,
+            g_star,
+            l: f + gamma * (g - g_star),
+        }
+    }
+}
