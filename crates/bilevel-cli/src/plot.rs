@@ -15,6 +15,7 @@ use bilevel::experiments::{CurveGroup, Figure, Markers, Panel, PathSeries};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 
 /// Width and height of one panel, pixels.
@@ -1044,10 +1045,11 @@ fn draw_colorbar<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Horizontal bars: category names on the left can be long (solver names with settings).
 fn draw_bars<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
-    y_label: &str,
+    value_label: &str,
     bars: &[(String, f64)],
 ) -> Result<()> {
     let vals: Vec<f64> = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).collect();
@@ -1056,61 +1058,76 @@ fn draw_bars<DB: DrawingBackend>(
     }
     let lo = vals.iter().copied().fold(0.0f64, f64::min);
     let hi = vals.iter().copied().fold(0.0f64, f64::max);
-    let (y0, y1) = if hi - lo > 0.0 {
-        (lo - 0.02 * (hi - lo), hi + 0.12 * (hi - lo))
+    let (x0, x1) = if hi - lo > 0.0 {
+        (lo - 0.02 * (hi - lo), hi + 0.15 * (hi - lo))
     } else {
         (-1.0, 1.0)
     };
     let n = bars.len();
+    let (w, _) = area.dim_in_pixel();
+    let max_chars = ((w as f64 * 0.42) / 7.2) as usize;
+    let names: Vec<String> = bars
+        .iter()
+        .map(|b| {
+            if b.0.chars().count() > max_chars {
+                let t: String = b.0.chars().take(max_chars.saturating_sub(1)).collect();
+                format!("{t}…")
+            } else {
+                b.0.clone()
+            }
+        })
+        .collect();
+    let label_w = names.iter().map(|s| text_width(s)).max().unwrap_or(0) + 16;
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 22))
         .margin(12)
         .x_label_area_size(50)
-        .y_label_area_size(75)
-        .build_cartesian_2d(-0.5..(n as f64 - 0.5), y0..y1)
+        .y_label_area_size(label_w.max(30) as u32)
+        .build_cartesian_2d(x0..x1, -0.5..(n as f64 - 0.5))
         .pe()?;
-    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-    let xf = |v: &f64| {
-        let k = v.round();
-        if (v - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < names.len() {
-            names[k as usize].clone()
-        } else {
-            String::new()
-        }
-    };
-    let yf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| num_label(*v);
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .y_desc(y_label)
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(value_label)
         .axis_desc_style((FONT, 17))
         .label_style((FONT, 14))
-        .x_labels(n + 1)
+        .x_labels(6)
         .x_label_formatter(&xf)
-        .y_label_formatter(&yf)
         .bold_line_style(RGBColor(215, 215, 215))
         .light_line_style(WHITE)
         .draw()
         .pe()?;
+    // First bar on top.
+    let y_of = |k: usize| (n - 1 - k) as f64;
+    let base = area.get_base_pixel();
     for (k, (_, v)) in bars.iter().enumerate() {
+        let y = y_of(k);
+        let (px, py) = chart.backend_coord(&(x0, y));
+        area.draw(&Text::new(
+            names[k].clone(),
+            (px - base.0 - 8, py - base.1),
+            TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .pe()?;
         if !v.is_finite() {
             continue;
         }
-        let x = k as f64;
         let c = PALETTE[k % PALETTE.len()];
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(x - 0.35, 0.0), (x + 0.35, *v)],
+                [(0.0, y - 0.35), (*v, y + 0.35)],
                 c.filled(),
             )))
             .pe()?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                num_label(*v),
-                (x - 0.15, *v + 0.04 * (y1 - y0)),
-                (FONT, 14).into_font(),
-            )))
-            .pe()?;
+        let (ex, ey) = chart.backend_coord(&(*v, y));
+        area.draw(&Text::new(
+            num_label(*v),
+            (ex - base.0 + 5, ey - base.1),
+            TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .pe()?;
     }
     Ok(())
 }
