@@ -671,7 +671,8 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
         return no_data(area, h.title, "heat map grid smaller than 2×2");
     }
     let cval = |v: f64| {
-        if h.log_color {
+        // f64::max would turn NaN into the floor: keep it undefined.
+        if h.log_color && !v.is_nan() {
             v.max(1e-300).log10()
         } else {
             v
@@ -773,7 +774,13 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
         let gy = (1.0 - (py as f64 + 0.5) / ph as f64) * (rows_z(h.z) - 1) as f64;
         for px in 0..pw {
             let gx = (px as f64 + 0.5) / pw as f64 * (cols - 1) as f64;
-            let c = viridis((sample(gx, gy) - cmin) / (cmax - cmin));
+            let z = sample(gx, gy);
+            // Undefined values (NaN) are left light grey rather than painted as the minimum.
+            let c = if z.is_nan() {
+                RGBColor(235, 235, 235)
+            } else {
+                viridis((z - cmin) / (cmax - cmin))
+            };
             buf.extend([c.0, c.1, c.2]);
         }
     }

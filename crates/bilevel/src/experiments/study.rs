@@ -307,7 +307,7 @@ impl Experiment for StudyExample1 {
             },
             Figure {
                 name: "study-example1-pl".into(),
-                caption: "Empirical PL ratio ½‖∇h‖²/(h − h*) on [−4, 4]² (log10 colour): left h = L_10 (zero only at isolated saddles), right h = F (zero on the lines u = ±π/3).".into(),
+                caption: "Empirical PL ratio ½‖∇h‖²/(h − h*) on [−4, 4]² (log10 colour; undefined, left blank, where h = h*): left h = L_10 (zero only at its two saddles), right h = F (zero on the lines u = ±π/3, its non-optimal stationary points).".into(),
                 panels: vec![
                     Panel::Heatmap {
                         title: "PL ratio of L_10".into(),
@@ -319,7 +319,19 @@ impl Experiment for StudyExample1 {
                         log_color: true,
                         contours: vec![0.01, 0.1],
                         paths: vec![],
-                        markers: vec![],
+                        markers: vec![
+                            Markers {
+                                label: "saddles of L_10 (ratio 0)".into(),
+                                points: super::example1::penalty_saddles(10.0, -4.0, 4.0)
+                                    .iter()
+                                    .map(|s| (s.0, s.1))
+                                    .collect(),
+                            },
+                            Markers {
+                                label: "global minima (ratio undefined)".into(),
+                                points: Example1::global_minimizers().to_vec(),
+                            },
+                        ],
                     },
                     Panel::Heatmap {
                         title: "PL ratio of F".into(),
