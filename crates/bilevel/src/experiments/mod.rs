@@ -3,8 +3,10 @@
 //! files is the command-line tool's job; everything here is plain data.
 
 mod example1;
+mod replearn;
 
 pub use example1::{Fig1, Fig2};
+pub use replearn::{Fig3, Fig3Settings};
 
 use crate::error::Result;
 use crate::trace::Trace;
@@ -240,7 +242,7 @@ pub trait Experiment: Send + Sync {
 
 /// Every shipped experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
-    vec![Box::new(Fig1), Box::new(Fig2)]
+    vec![Box::new(Fig1), Box::new(Fig2), Box::new(Fig3::default())]
 }
 
 /// The experiment called `name`.
