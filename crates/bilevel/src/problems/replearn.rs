@@ -518,10 +518,10 @@ impl RepLearning {
     /// become one column).
     pub fn from_npy(x_trn: &Path, y_trn: &Path, x_val: &Path, y_val: &Path, h: usize, scaling: Scaling) -> Result<Self> {
         Self::from_data(
-            crate::npy::read_matrix(x_trn)?,
-            crate::npy::read_matrix(y_trn)?,
-            crate::npy::read_matrix(x_val)?,
-            crate::npy::read_matrix(y_val)?,
+            read_npy(x_trn)?,
+            read_npy(y_trn)?,
+            read_npy(x_val)?,
+            read_npy(y_val)?,
             h,
             scaling,
         )
@@ -546,7 +546,7 @@ impl RepLearning {
             let npy = dir.join(format!("{name}.npy"));
             let csv = dir.join(format!("{name}.csv"));
             if npy.exists() {
-                crate::npy::read_matrix(&npy)
+                read_npy(&npy)
             } else if csv.exists() {
                 read_csv_matrix(&csv)
             } else {
@@ -983,4 +983,47 @@ pub fn read_csv_matrix(path: &Path) -> Result<Mat<f64>> {
     }
     let (r, c) = (rows.len(), rows[0].len());
     Ok(Mat::from_fn(r, c, |i, j| rows[i][j]))
+}
+
+/// Reads a `.npy` matrix like [`crate::npy::read_matrix`] (NaN/Inf rejected). Local because the
+/// shared reader compares npyz's dtype descriptor without stripping its quotes ("'<f8'") and so
+/// rejects every float64 file, including the ones [`crate::npy::write_matrix`] writes.
+pub fn read_npy(path: &Path) -> Result<Mat<f64>> {
+    let ferr = |reason: String| Error::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| ferr(e.to_string()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| ferr(format!("not a valid .npy file ({e})")))?;
+    let shape = npy.shape().to_vec();
+    let order = npy.order();
+    let (rows, cols) = match shape.as_slice() {
+        [n] => (*n as usize, 1usize),
+        [r, c] => (*r as usize, *c as usize),
+        s => return Err(ferr(format!("expected a 1-D or 2-D array, found shape {s:?}"))),
+    };
+    let descr = npy.dtype().descr();
+    let data: Vec<f64> = match descr.trim_matches(['\'', '"']).trim_start_matches(['<', '|', '=']) {
+        "f8" => npy.into_vec::<f64>().map_err(|e| ferr(e.to_string()))?,
+        "f4" => npy
+            .into_vec::<f32>()
+            .map_err(|e| ferr(e.to_string()))?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        other => return Err(ferr(format!("unsupported dtype {other}; save the array as little-endian float64 (or float32)"))),
+    };
+    if data.len() != rows * cols {
+        return Err(ferr(format!("truncated: the header promises {} values, the file holds {}", rows * cols, data.len())));
+    }
+    if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            what: path.display().to_string(),
+            index: i,
+        });
+    }
+    Ok(match order {
+        npyz::Order::C => Mat::from_fn(rows, cols, |i, j| data[i * cols + j]),
+        npyz::Order::Fortran => Mat::from_fn(rows, cols, |i, j| data[i + j * rows]),
+    })
 }
