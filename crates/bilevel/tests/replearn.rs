@@ -10,7 +10,11 @@ use faer::Mat;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
-const REGIMES: [Regime; 3] = [Regime::CertifiedGlobal, Regime::Intermediate, Regime::General];
+const REGIMES: [Regime; 3] = [
+    Regime::CertifiedGlobal,
+    Regime::Intermediate,
+    Regime::General,
+];
 
 fn random_vec(seed: u64, n: usize, scale: f64) -> Vec<f64> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -71,8 +75,18 @@ fn mean_scaling_divides_each_loss_by_its_sample_count() {
     let v = random_vec(9, sum.dim_v(), 0.5);
     let (nt, nv) = sum.samples();
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
-    assert!(rel(mean.f(&u, &v, None, None), sum.f(&u, &v, None, None) / nv as f64) <= 1e-12);
-    assert!(rel(mean.g(&u, &v, None, None), sum.g(&u, &v, None, None) / nt as f64) <= 1e-12);
+    assert!(
+        rel(
+            mean.f(&u, &v, None, None),
+            sum.f(&u, &v, None, None) / nv as f64
+        ) <= 1e-12
+    );
+    assert!(
+        rel(
+            mean.g(&u, &v, None, None),
+            sum.g(&u, &v, None, None) / nt as f64
+        ) <= 1e-12
+    );
     assert!(rel(mean.f_star_full(), sum.f_star_full() / nv as f64) <= 1e-9);
 }
 
@@ -87,7 +101,11 @@ fn full_rank_optimum_is_lower_level_optimal_and_minimizes_f_on_the_solution_set(
         let z = p.z_star();
         let scale = max_abs(xt) * (max_abs(xt) * max_abs(z) + max_abs(yt));
         let ll = xt.transpose() * (xt * z - yt);
-        assert!(max_abs(&ll) <= 1e-10 * scale, "{regime:?}: LL optimality {}", max_abs(&ll));
+        assert!(
+            max_abs(&ll) <= 1e-10 * scale,
+            "{regime:?}: LL optimality {}",
+            max_abs(&ll)
+        );
         // Independent projector onto null(X_trn) from a QR of X_trnᵀ (when X_trn has full row
         // rank) or zero (full column rank).
         let m = xt.ncols();
@@ -99,16 +117,25 @@ fn full_rank_optimum_is_lower_level_optimal_and_minimizes_f_on_the_solution_set(
         };
         let gf = &proj * (xv.transpose() * (xv * z - yv));
         let fscale = max_abs(xv) * (max_abs(xv) * max_abs(z) + max_abs(yv));
-        assert!(max_abs(&gf) <= 1e-9 * fscale, "{regime:?}: projected f-gradient {}", max_abs(&gf));
+        assert!(
+            max_abs(&gf) <= 1e-9 * fscale,
+            "{regime:?}: projected f-gradient {}",
+            max_abs(&gf)
+        );
         let f = |z: &Mat<f64>| 0.5 * (xv * z - yv).norm_l2().powi(2);
         let fs = f(z);
         assert!((fs - p.f_star_full()).abs() <= 1e-12 * (1.0 + fs));
         for t in 0..20 {
-            let d = Mat::from_fn(m, z.ncols(), |i, j| random_vec(100 + t, m * z.ncols(), 0.1)[i + j * m]);
+            let d = Mat::from_fn(m, z.ncols(), |i, j| {
+                random_vec(100 + t, m * z.ncols(), 0.1)[i + j * m]
+            });
             let moved = z + &proj * d;
             let ll2 = xt.transpose() * (xt * &moved - yt);
             assert!(max_abs(&ll2) <= 1e-9 * scale);
-            assert!(f(&moved) >= fs - 1e-10 * (1.0 + fs), "{regime:?}: a feasible move lowered f");
+            assert!(
+                f(&moved) >= fs - 1e-10 * (1.0 + fs),
+                "{regime:?}: a feasible move lowered f"
+            );
         }
         match regime {
             Regime::CertifiedGlobal => {
@@ -135,11 +162,23 @@ fn brute_force_on_a_tiny_instance_matches_f_star_full() {
     let y_trn = Mat::from_fn(2, 1, |i, _| [1.0, -2.0][i]);
     let x_val = Mat::from_fn(2, 3, |i, j| [[0.7, -1.0, 1.5], [2.0, 0.1, -0.4]][i][j]);
     let y_val = Mat::from_fn(2, 1, |i, _| [0.5, 3.0][i]);
-    let p = RepLearning::from_data(x_trn.clone(), y_trn.clone(), x_val.clone(), y_val.clone(), 3, Scaling::Sum).unwrap();
+    let p = RepLearning::from_data(
+        x_trn.clone(),
+        y_trn.clone(),
+        x_val.clone(),
+        y_val.clone(),
+        3,
+        Scaling::Sum,
+    )
+    .unwrap();
     assert_eq!(p.regime(), Regime::Intermediate);
     let r0 = [1.0, 2.0, 0.5];
     let r1 = [-0.3, 1.0, 2.0];
-    let nvec = [r0[1] * r1[2] - r0[2] * r1[1], r0[2] * r1[0] - r0[0] * r1[2], r0[0] * r1[1] - r0[1] * r1[0]];
+    let nvec = [
+        r0[1] * r1[2] - r0[2] * r1[1],
+        r0[2] * r1[0] - r0[0] * r1[2],
+        r0[0] * r1[1] - r0[1] * r1[0],
+    ];
     let z0 = p.z0();
     let f = |t: f64| {
         let z = Mat::from_fn(3, 1, |i, _| z0[(i, 0)] + t * nvec[i]);
@@ -153,7 +192,10 @@ fn brute_force_on_a_tiny_instance_matches_f_star_full() {
     }
     let fs = p.f_star_full();
     assert!(fs > 0.0);
-    assert!((best - fs).abs() <= 1e-6 * (1.0 + fs), "brute force {best}, closed form {fs}");
+    assert!(
+        (best - fs).abs() <= 1e-6 * (1.0 + fs),
+        "brute force {best}, closed form {fs}"
+    );
     assert!(best >= fs - 1e-12);
 }
 
@@ -166,7 +208,11 @@ fn penalty_optimum_is_stationary_and_below_f_star_full() {
             let (x, y) = p.stacked(gamma);
             let grad = x.transpose() * (&x * &ps.z - &y);
             let scale = max_abs(&x) * (max_abs(&x) * max_abs(&ps.z) + max_abs(&y));
-            assert!(max_abs(&grad) <= 1e-10 * scale, "{regime:?} γ={gamma}: {}", max_abs(&grad));
+            assert!(
+                max_abs(&grad) <= 1e-10 * scale,
+                "{regime:?} γ={gamma}: {}",
+                max_abs(&grad)
+            );
             // L_γ* ≤ L_γ(Z*) = f*_full, and the penalty optimum is below f*_full in f.
             assert!(ps.value <= p.f_star_full() + 1e-9 * (1.0 + p.f_star_full()));
             assert!(ps.f <= p.f_star_full() + 1e-9 * (1.0 + p.f_star_full()));
@@ -255,9 +301,17 @@ fn export_and_reload_as_npy_and_csv() {
     let [xt, yt, xv, yv] = p.data();
     let csv = tmpdir("csv");
     for (name, a) in [("x_trn", xt), ("y_trn", yt), ("x_val", xv), ("y_val", yv)] {
-        let mut s = (0..a.ncols()).map(|j| format!("c{j}")).collect::<Vec<_>>().join(",") + "\n";
+        let mut s = (0..a.ncols())
+            .map(|j| format!("c{j}"))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n";
         for i in 0..a.nrows() {
-            s += &((0..a.ncols()).map(|j| format!("{:e}", a[(i, j)])).collect::<Vec<_>>().join(",") + "\n");
+            s += &((0..a.ncols())
+                .map(|j| format!("{:e}", a[(i, j)]))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n");
         }
         std::fs::write(csv.join(format!("{name}.csv")), s).unwrap();
     }
@@ -274,19 +328,37 @@ fn bad_data_gives_clear_errors() {
     let (_, h, _) = p.shape();
     // Shape mismatch: Y_trn with one row too few.
     let short = yt.as_ref().get(..yt.nrows() - 1, ..).to_owned();
-    let e = RepLearning::from_data(xt.clone(), short, xv.clone(), yv.clone(), h, Scaling::Sum).unwrap_err();
+    let e = RepLearning::from_data(xt.clone(), short, xv.clone(), yv.clone(), h, Scaling::Sum)
+        .unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     assert!(e.to_string().contains("Y_trn"), "{e}");
     // X_val with other features.
-    let e = RepLearning::from_data(xt.clone(), yt.clone(), xv.as_ref().get(.., 1..).to_owned(), yv.clone(), h, Scaling::Sum).unwrap_err();
+    let e = RepLearning::from_data(
+        xt.clone(),
+        yt.clone(),
+        xv.as_ref().get(.., 1..).to_owned(),
+        yv.clone(),
+        h,
+        Scaling::Sum,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     // Hidden width below m.
-    let e = RepLearning::from_data(xt.clone(), yt.clone(), xv.clone(), yv.clone(), xt.ncols() - 1, Scaling::Sum).unwrap_err();
+    let e = RepLearning::from_data(
+        xt.clone(),
+        yt.clone(),
+        xv.clone(),
+        yv.clone(),
+        xt.ncols() - 1,
+        Scaling::Sum,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::InvalidSetting { .. }), "{e}");
     // NaN in memory and in a CSV file.
     let mut bad = xt.clone();
     bad[(1, 2)] = f64::NAN;
-    let e = RepLearning::from_data(bad, yt.clone(), xv.clone(), yv.clone(), h, Scaling::Sum).unwrap_err();
+    let e = RepLearning::from_data(bad, yt.clone(), xv.clone(), yv.clone(), h, Scaling::Sum)
+        .unwrap_err();
     assert!(matches!(e, Error::NonFinite { .. }), "{e}");
     let dir = tmpdir("bad");
     p.save_npy(&dir).unwrap();
@@ -305,19 +377,38 @@ fn bad_data_gives_clear_errors() {
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     // Missing file.
     std::fs::remove_file(dir.join("x_val.npy")).unwrap();
-    assert!(matches!(RepLearning::from_dir(&dir, h, Scaling::Sum).unwrap_err(), Error::File { .. }));
+    assert!(matches!(
+        RepLearning::from_dir(&dir, h, Scaling::Sum).unwrap_err(),
+        Error::File { .. }
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     // Zero features: an error. Duplicated samples: accepted with a warning.
-    let e = RepLearning::from_data(Mat::zeros(xt.nrows(), xt.ncols()), yt.clone(), xv.clone(), yv.clone(), h, Scaling::Sum).unwrap_err();
+    let e = RepLearning::from_data(
+        Mat::zeros(xt.nrows(), xt.ncols()),
+        yt.clone(),
+        xv.clone(),
+        yv.clone(),
+        h,
+        Scaling::Sum,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::InvalidData { .. }), "{e}");
     let mut dup = xt.clone();
     for j in 0..dup.ncols() {
         dup[(1, j)] = dup[(0, j)];
     }
-    let q = RepLearning::from_data(dup, yt.clone(), xv.clone(), yv.clone(), h, Scaling::Sum).unwrap();
-    assert!(q.warnings().iter().any(|w| w.contains("X_trn has rank")), "{:?}", q.warnings());
+    let q =
+        RepLearning::from_data(dup, yt.clone(), xv.clone(), yv.clone(), h, Scaling::Sum).unwrap();
+    assert!(
+        q.warnings().iter().any(|w| w.contains("X_trn has rank")),
+        "{:?}",
+        q.warnings()
+    );
     // Generator sizes outside the regime.
-    let bad_sizes = RepSizes { m: 4, ..RepSizes::quick_for(Regime::CertifiedGlobal) };
+    let bad_sizes = RepSizes {
+        m: 4,
+        ..RepSizes::quick_for(Regime::CertifiedGlobal)
+    };
     assert!(RepLearning::generate(Regime::CertifiedGlobal, &bad_sizes, 0).is_err());
 }
 
@@ -329,7 +420,8 @@ fn flag_marks_instances_where_the_zero_backbone_wins() {
     let [xt, yt, xv, yv] = p.data();
     let (_, h, _) = p.shape();
     let tiny = yv * faer::Scale(1e-3);
-    let q = RepLearning::from_data(xt.clone(), yt.clone(), xv.clone(), tiny, h, Scaling::Sum).unwrap();
+    let q =
+        RepLearning::from_data(xt.clone(), yt.clone(), xv.clone(), tiny, h, Scaling::Sum).unwrap();
     assert!(q.f_star_full() > q.f_at_zero_backbone());
     assert!(q.flagged());
     assert!(!p.flagged());
@@ -348,7 +440,11 @@ fn fig3_small_run_passes_its_claims() {
     };
     let r = Fig3 { settings: Some(s) }.run(&Context::default()).unwrap();
     for c in &r.claims {
-        assert!(c.pass, "{}: {} (threshold {})", c.text, c.measured, c.threshold);
+        assert!(
+            c.pass,
+            "{}: {} (threshold {})",
+            c.text, c.measured, c.threshold
+        );
     }
     assert!(r.figures.iter().any(|f| f.name == "fig3-certified-global"));
 }

@@ -94,9 +94,18 @@ impl Fig3Settings {
         self.intermediate.validate(Regime::Intermediate)?;
         self.general.validate(Regime::General)?;
         if self.gammas.is_empty() || self.seeds == 0 {
-            return Err(Error::setting("gammas/seeds", format!("{:?}/{}", self.gammas, self.seeds), "need at least one gamma and one seed"));
+            return Err(Error::setting(
+                "gammas/seeds",
+                format!("{:?}/{}", self.gammas, self.seeds),
+                "need at least one gamma and one seed",
+            ));
         }
-        for &g in self.gammas.iter().chain(&self.slope_gammas).chain([&self.cold_gamma]) {
+        for &g in self
+            .gammas
+            .iter()
+            .chain(&self.slope_gammas)
+            .chain([&self.cold_gamma])
+        {
             crate::error::check_gamma("gamma", g)?;
         }
         crate::error::check_positive("step_c", self.step_c)?;
@@ -172,20 +181,28 @@ fn run_job(p: &RepLearning, job: Job, s: &Fig3Settings) -> Out {
         .with_step(StepRule::Smoothness { c: s.step_c })
         .with_inner(inner);
     let opts = RunOptions {
-        max_iter: if job.inner == Inner::Exact { s.max_iter } else { s.cold_max_iter },
+        max_iter: if job.inner == Inner::Exact {
+            s.max_iter
+        } else {
+            s.cold_max_iter
+        },
         record_every: record_every(job.gamma),
         dist_tol: Some(s.dist_tol),
         seed,
         ..RunOptions::default()
     };
-    let (trace, iterations, status, diverged) = match run(p, &mut solver, &u0, &v0, &opts, &mut []) {
+    let (trace, iterations, status, diverged) = match run(p, &mut solver, &u0, &v0, &opts, &mut [])
+    {
         Ok(o) => (o.trace, o.iterations, format!("{:?}", o.status), false),
         Err(Error::Diverged(d)) => (d.trace.clone(), d.iter, d.reason.clone(), true),
         Err(e) => (Trace::default(), 0, e.to_string(), true),
     };
     let l_star = p.penalty_optimum(job.gamma).map_or(f64::NAN, |o| o.value);
     let sx = p.sigma_min_plus(job.gamma).unwrap_or(f64::NAN);
-    let l0 = trace.records.first().map_or(1.0, |r| r.l_gamma.abs().max(1.0));
+    let l0 = trace
+        .records
+        .first()
+        .map_or(1.0, |r| r.l_gamma.abs().max(1.0));
     let ratios = pl_ratios(&trace, l_star, 1e-11 * l0);
     let pl = ratios
         .iter()
@@ -215,7 +232,10 @@ fn iters_to(t: &Trace, tol: f64) -> Option<usize> {
 /// Least-squares slope of log10 y against log10 x.
 fn loglog_slope(pts: &[(f64, f64)]) -> f64 {
     let n = pts.len() as f64;
-    let (xs, ys): (Vec<f64>, Vec<f64>) = pts.iter().map(|&(x, y)| (x.log10(), y.abs().log10())).unzip();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = pts
+        .iter()
+        .map(|&(x, y)| (x.log10(), y.abs().log10()))
+        .unzip();
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
     let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
@@ -240,7 +260,11 @@ fn linearity(t: &Trace) -> Option<f64> {
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
     let syy: f64 = pts.iter().map(|p| (p.1 - my).powi(2)).sum();
-    Some(if syy == 0.0 { 1.0 } else { sxy * sxy / (sxx * syy) })
+    Some(if syy == 0.0 {
+        1.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    })
 }
 
 fn fmt_q(v: &[f64], prec: usize) -> String {
@@ -274,10 +298,18 @@ impl Experiment for Fig3 {
     fn run(&self, ctx: &Context<'_>) -> Result<Report> {
         let t0 = Instant::now();
         let s = self.settings.clone().unwrap_or_else(|| {
-            if ctx.quick { Fig3Settings::quick() } else { Fig3Settings::default() }
+            if ctx.quick {
+                Fig3Settings::quick()
+            } else {
+                Fig3Settings::default()
+            }
         });
         s.validate()?;
-        let regimes = [Regime::CertifiedGlobal, Regime::Intermediate, Regime::General];
+        let regimes = [
+            Regime::CertifiedGlobal,
+            Regime::Intermediate,
+            Regime::General,
+        ];
         // Instances, one per (regime, seed).
         let mut insts: Vec<Vec<RepLearning>> = Vec::new();
         for r in regimes {
@@ -298,16 +330,34 @@ impl Experiment for Fig3 {
         for &gamma in &gs_sorted {
             for r in regimes {
                 for i in 0..s.seeds {
-                    jobs.push(Job { regime: r, inst: i, gamma, update: Update::Jacobi, inner: Inner::Exact });
+                    jobs.push(Job {
+                        regime: r,
+                        inst: i,
+                        gamma,
+                        update: Update::Jacobi,
+                        inner: Inner::Exact,
+                    });
                     if s.gauss_seidel && r != Regime::General {
-                        jobs.push(Job { regime: r, inst: i, gamma, update: Update::GaussSeidel, inner: Inner::Exact });
+                        jobs.push(Job {
+                            regime: r,
+                            inst: i,
+                            gamma,
+                            update: Update::GaussSeidel,
+                            inner: Inner::Exact,
+                        });
                     }
                 }
             }
         }
         for i in 0..s.seeds {
             for inner in [Inner::Cold, Inner::Warm] {
-                jobs.push(Job { regime: Regime::CertifiedGlobal, inst: i, gamma: s.cold_gamma, update: Update::Jacobi, inner });
+                jobs.push(Job {
+                    regime: Regime::CertifiedGlobal,
+                    inst: i,
+                    gamma: s.cold_gamma,
+                    update: Update::Jacobi,
+                    inner,
+                });
             }
         }
         ctx.progress.add_total(jobs.len() as u64);
@@ -316,7 +366,17 @@ impl Experiment for Fig3 {
             .par_iter()
             .map(|&job| {
                 if ctx.interrupted() {
-                    return Out { job, trace: Trace::default(), iterations: 0, status: "interrupted".into(), diverged: true, last: None, l_star: f64::NAN, pl: vec![], wall_s: 0.0 };
+                    return Out {
+                        job,
+                        trace: Trace::default(),
+                        iterations: 0,
+                        status: "interrupted".into(),
+                        diverged: true,
+                        last: None,
+                        l_star: f64::NAN,
+                        pl: vec![],
+                        wall_s: 0.0,
+                    };
                 }
                 let o = run_job(inst(job.regime, job.inst), job, &s);
                 ctx.progress.inc(1);
@@ -325,7 +385,12 @@ impl Experiment for Fig3 {
             .collect();
         let sel = |r: Regime, u: Update, inner: Inner, gamma: f64| -> Vec<&Out> {
             outs.iter()
-                .filter(|o| o.job.regime == r && o.job.update == u && o.job.inner == inner && o.job.gamma == gamma)
+                .filter(|o| {
+                    o.job.regime == r
+                        && o.job.update == u
+                        && o.job.inner == inner
+                        && o.job.gamma == gamma
+                })
                 .collect()
         };
 
@@ -345,7 +410,11 @@ impl Experiment for Fig3 {
                 for o in sel(r, Update::Jacobi, Inner::Exact, g) {
                     n_runs += 1;
                     let d = o.last.as_ref().map_or(f64::NAN, |l| l.dist_opt);
-                    worst = if d.is_nan() { f64::INFINITY } else { worst.max(d) };
+                    worst = if d.is_nan() {
+                        f64::INFINITY
+                    } else {
+                        worst.max(d)
+                    };
                     if !o.diverged && d <= 1e-9 {
                         n_ok += 1;
                     }
@@ -401,9 +470,20 @@ impl Experiment for Fig3 {
                 let mut meds = Vec::new();
                 for &g in &s.gammas {
                     let os = sel(r, u, Inner::Exact, g);
-                    let i6: Vec<f64> = os.iter().map(|o| iters_to(&o.trace, 1e-6).map_or(f64::NAN, |k| k as f64)).collect();
-                    let i9: Vec<f64> = os.iter().map(|o| iters_to(&o.trace, 1e-9).map_or(f64::NAN, |k| k as f64)).collect();
-                    let reached = os.iter().filter(|o| o.last.as_ref().is_some_and(|l| l.dist_opt <= 1e-9) && !o.diverged).count();
+                    let i6: Vec<f64> = os
+                        .iter()
+                        .map(|o| iters_to(&o.trace, 1e-6).map_or(f64::NAN, |k| k as f64))
+                        .collect();
+                    let i9: Vec<f64> = os
+                        .iter()
+                        .map(|o| iters_to(&o.trace, 1e-9).map_or(f64::NAN, |k| k as f64))
+                        .collect();
+                    let reached = os
+                        .iter()
+                        .filter(|o| {
+                            o.last.as_ref().is_some_and(|l| l.dist_opt <= 1e-9) && !o.diverged
+                        })
+                        .count();
                     let alpha = o_alpha(inst(r, 0), g, s.step_c);
                     let wall: Vec<f64> = os.iter().map(|o| o.wall_s).collect();
                     let med6 = quantiles(&i6).map_or(f64::NAN, |q| q.0);
@@ -428,12 +508,17 @@ impl Experiment for Fig3 {
                     );
                 }
                 if u == Update::Jacobi && r != Regime::General {
-                    let inc = meds.windows(2).all(|w| w[1] > w[0]) && meds.iter().all(|m| m.is_finite());
+                    let inc =
+                        meds.windows(2).all(|w| w[1] > w[0]) && meds.iter().all(|m| m.is_finite());
                     slower_all &= inc;
                     slower_txt.push(format!(
                         "{}: {}",
                         r.label(),
-                        meds.iter().zip(&s.gammas).map(|(m, g)| format!("γ={g}: {m:.0}")).collect::<Vec<_>>().join(", ")
+                        meds.iter()
+                            .zip(&s.gammas)
+                            .map(|(m, g)| format!("γ={g}: {m:.0}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
             }
@@ -465,7 +550,13 @@ impl Experiment for Fig3 {
             let p = inst(Regime::Intermediate, i);
             if p.flagged() {
                 n_flag_int += 1;
-                slope_rows.push(vec![format!("{i}"), "flagged: excluded".into(), String::new(), String::new(), String::new()]);
+                slope_rows.push(vec![
+                    format!("{i}"),
+                    "flagged: excluded".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
                 continue;
             }
             let mut pf = Vec::new();
@@ -492,29 +583,53 @@ impl Experiment for Fig3 {
             let mut qf = Vec::new();
             let mut ql = Vec::new();
             for &g in &solver_gammas {
-                if let Some(o) = sel(Regime::Intermediate, Update::Jacobi, Inner::Exact, g).into_iter().find(|o| o.job.inst == i)
+                if let Some(o) = sel(Regime::Intermediate, Update::Jacobi, Inner::Exact, g)
+                    .into_iter()
+                    .find(|o| o.job.inst == i)
                     && let Some(l) = &o.last
                 {
                     let ps = p.penalty_solution(g)?;
-                    agree = agree.max((l.f - ps.f).abs() / (p.f_star_full() - ps.f).abs().max(1e-300));
+                    agree =
+                        agree.max((l.f - ps.f).abs() / (p.f_star_full() - ps.f).abs().max(1e-300));
                     qf.push((g, p.f_star_full() - l.f));
                     ql.push((g, l.ll_gap));
                 }
             }
-            let (c, d) = if qf.len() >= 2 { (loglog_slope(&qf), loglog_slope(&ql)) } else { (f64::NAN, f64::NAN) };
+            let (c, d) = if qf.len() >= 2 {
+                (loglog_slope(&qf), loglog_slope(&ql))
+            } else {
+                (f64::NAN, f64::NAN)
+            };
             sf_solver.push(c);
             sl_solver.push(d);
-            slope_rows.push(vec![format!("{i}"), format!("{:.4}", p.f_star_full()), format!("{a:.3} / {b:.3}"), format!("{c:.3} / {d:.3}"), format!("{:.3e}", p.f_at_zero_backbone())]);
+            slope_rows.push(vec![
+                format!("{i}"),
+                format!("{:.4}", p.f_star_full()),
+                format!("{a:.3} / {b:.3}"),
+                format!("{c:.3} / {d:.3}"),
+                format!("{:.3e}", p.f_at_zero_backbone()),
+            ]);
         }
-        bias_groups_f.push(CurveGroup { label: "f*_full − f(Z_γ)".into(), runs: runs_f });
-        bias_groups_l.push(CurveGroup { label: "LL gap at Z_γ".into(), runs: runs_l });
+        bias_groups_f.push(CurveGroup {
+            label: "f*_full − f(Z_γ)".into(),
+            runs: runs_f,
+        });
+        bias_groups_l.push(CurveGroup {
+            label: "LL gap at Z_γ".into(),
+            runs: runs_l,
+        });
         let within = |v: &[f64], t: f64| !v.is_empty() && v.iter().all(|x| (x - t).abs() <= 0.25);
         let rng = |v: &[f64]| {
             let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             format!("[{lo:.3}, {hi:.3}]")
         };
-        let gl = |v: &[f64]| v.iter().map(|g| format!("{g:e}")).collect::<Vec<_>>().join(", ");
+        let gl = |v: &[f64]| {
+            v.iter()
+                .map(|g| format!("{g:e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         claims.push(Claim::new(
             format!("Intermediate regime, unflagged instances: f approaches f*_full from below like 1/γ and the lower-level gap falls like 1/γ² (log-log slopes of the closed-form penalty optimum over γ ∈ {{{}}})", gl(&s.slope_gammas)),
             format!("{} instances; slopes of f*_full − f: {}; of the LL gap: {}", sf_all.len(), rng(&sf_all), rng(&sl_all)),
@@ -606,9 +721,21 @@ impl Experiment for Fig3 {
                     ratio_runs.push(o.pl.iter().map(|&(k, q, _)| (k, q)).collect());
                     mu_runs.push(o.pl.iter().map(|&(k, _, m)| (k, m)).collect());
                 }
-                pl_rows.push(vec![r.label().into(), format!("{g}"), format!("{rmin:.3e}"), format!("{mmin:.3e}"), format!("{:.3e}", inst(r, 0).sigma_min_plus(g)?.powi(2))]);
-                groups.push(CurveGroup { label: format!("½‖∇L‖²/(L−L*), γ = {g}"), runs: ratio_runs });
-                groups.push(CurveGroup { label: format!("μ_k, γ = {g}"), runs: mu_runs });
+                pl_rows.push(vec![
+                    r.label().into(),
+                    format!("{g}"),
+                    format!("{rmin:.3e}"),
+                    format!("{mmin:.3e}"),
+                    format!("{:.3e}", inst(r, 0).sigma_min_plus(g)?.powi(2)),
+                ]);
+                groups.push(CurveGroup {
+                    label: format!("½‖∇L‖²/(L−L*), γ = {g}"),
+                    runs: ratio_runs,
+                });
+                groups.push(CurveGroup {
+                    label: format!("μ_k, γ = {g}"),
+                    runs: mu_runs,
+                });
             }
             pl_panels.push(Panel::Curves {
                 title: format!("PL diagnostic, {} regime", r.label()),
@@ -637,25 +764,81 @@ impl Experiment for Fig3 {
         let mut cold_groups_s = Vec::new();
         let mut cold_summary = serde_json::Map::new();
         for (label, inner, u) in [
-            (format!("cold inner loop, T = {}", s.cold_steps), Inner::Cold, Update::Jacobi),
-            (format!("warm inner loop, T = {}", s.cold_steps), Inner::Warm, Update::Jacobi),
-            ("exact lower-level solution".to_string(), Inner::Exact, Update::Jacobi),
+            (
+                format!("cold inner loop, T = {}", s.cold_steps),
+                Inner::Cold,
+                Update::Jacobi,
+            ),
+            (
+                format!("warm inner loop, T = {}", s.cold_steps),
+                Inner::Warm,
+                Update::Jacobi,
+            ),
+            (
+                "exact lower-level solution".to_string(),
+                Inner::Exact,
+                Update::Jacobi,
+            ),
         ] {
             let os = sel(Regime::CertifiedGlobal, u, inner, s.cold_gamma);
             if os.is_empty() {
                 continue;
             }
-            let d: Vec<f64> = os.iter().map(|o| o.last.as_ref().map_or(f64::NAN, |l| l.dist_opt)).collect();
-            let sw1: Vec<f64> = os.iter().map(|o| o.last.as_ref().map_or(f64::NAN, |l| l.metrics.get(1).copied().unwrap_or(f64::NAN))).collect();
-            let sw1_0: Vec<f64> = os.iter().map(|o| o.trace.records.first().map_or(f64::NAN, |l| l.metrics.get(1).copied().unwrap_or(f64::NAN))).collect();
-            let ll: Vec<f64> = os.iter().map(|o| o.last.as_ref().map_or(f64::NAN, |l| l.ll_gap)).collect();
-            let reached = os.iter().filter(|o| !o.diverged && o.last.as_ref().is_some_and(|l| l.dist_opt <= 1e-9)).count();
+            let d: Vec<f64> = os
+                .iter()
+                .map(|o| o.last.as_ref().map_or(f64::NAN, |l| l.dist_opt))
+                .collect();
+            let sw1: Vec<f64> = os
+                .iter()
+                .map(|o| {
+                    o.last
+                        .as_ref()
+                        .map_or(f64::NAN, |l| l.metrics.get(1).copied().unwrap_or(f64::NAN))
+                })
+                .collect();
+            let sw1_0: Vec<f64> = os
+                .iter()
+                .map(|o| {
+                    o.trace
+                        .records
+                        .first()
+                        .map_or(f64::NAN, |l| l.metrics.get(1).copied().unwrap_or(f64::NAN))
+                })
+                .collect();
+            let ll: Vec<f64> = os
+                .iter()
+                .map(|o| o.last.as_ref().map_or(f64::NAN, |l| l.ll_gap))
+                .collect();
+            let reached = os
+                .iter()
+                .filter(|o| !o.diverged && o.last.as_ref().is_some_and(|l| l.dist_opt <= 1e-9))
+                .count();
             let div = os.iter().filter(|o| o.diverged).count();
             let iters: Vec<f64> = os.iter().map(|o| o.iterations as f64).collect();
-            cold_rows.push(vec![label.clone(), format!("{reached}/{}", os.len()), format!("{div}"), fmt_qe(&d), fmt_qe(&ll), format!("{} → {}", fmt_q(&sw1_0, 3), fmt_q(&sw1, 3)), fmt_q(&iters, 0)]);
+            cold_rows.push(vec![
+                label.clone(),
+                format!("{reached}/{}", os.len()),
+                format!("{div}"),
+                fmt_qe(&d),
+                fmt_qe(&ll),
+                format!("{} → {}", fmt_q(&sw1_0, 3), fmt_q(&sw1, 3)),
+                fmt_q(&iters, 0),
+            ]);
             cold_summary.insert(label.clone(), json!({"final_dist": d, "sigma_min_w1": sw1, "reached": reached, "diverged": div, "status": os.iter().map(|o| o.status.clone()).collect::<Vec<_>>()}));
-            cold_groups_d.push(CurveGroup { label: label.clone(), runs: os.iter().map(|o| o.trace.series("dist_opt").unwrap_or_default()).collect() });
-            cold_groups_s.push(CurveGroup { label, runs: os.iter().map(|o| o.trace.series("sigma_min_w1").unwrap_or_default()).collect() });
+            cold_groups_d.push(CurveGroup {
+                label: label.clone(),
+                runs: os
+                    .iter()
+                    .map(|o| o.trace.series("dist_opt").unwrap_or_default())
+                    .collect(),
+            });
+            cold_groups_s.push(CurveGroup {
+                label,
+                runs: os
+                    .iter()
+                    .map(|o| o.trace.series("sigma_min_w1").unwrap_or_default())
+                    .collect(),
+            });
         }
         summary.insert("cold_start".into(), serde_json::Value::Object(cold_summary));
         tables.push(Table {
@@ -680,11 +863,40 @@ impl Experiment for Fig3 {
             for &g in &s.gammas {
                 let os = sel(r, Update::Jacobi, Inner::Exact, g);
                 let lab = format!("γ = {g}");
-                gf.push(CurveGroup { label: lab.clone(), runs: os.iter().map(|o| o.trace.series("ul_gap_full").unwrap_or_default().into_iter().map(|(k, y)| (k, y.abs())).collect()).collect() });
-                gl_.push(CurveGroup { label: lab.clone(), runs: os.iter().map(|o| o.trace.series("ll_gap").unwrap_or_default()).collect() });
-                gd.push(CurveGroup { label: lab, runs: os.iter().map(|o| o.trace.series("dist_opt").unwrap_or_default()).collect() });
+                gf.push(CurveGroup {
+                    label: lab.clone(),
+                    runs: os
+                        .iter()
+                        .map(|o| {
+                            o.trace
+                                .series("ul_gap_full")
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|(k, y)| (k, y.abs()))
+                                .collect()
+                        })
+                        .collect(),
+                });
+                gl_.push(CurveGroup {
+                    label: lab.clone(),
+                    runs: os
+                        .iter()
+                        .map(|o| o.trace.series("ll_gap").unwrap_or_default())
+                        .collect(),
+                });
+                gd.push(CurveGroup {
+                    label: lab,
+                    runs: os
+                        .iter()
+                        .map(|o| o.trace.series("dist_opt").unwrap_or_default())
+                        .collect(),
+                });
             }
-            let ul_title = if r == Regime::CertifiedGlobal { "|L_val − L_val*| (f* = 0, certified global)" } else { "|L_val − f*_full| (signed gap ends negative: penalty bias)" };
+            let ul_title = if r == Regime::CertifiedGlobal {
+                "|L_val − L_val*| (f* = 0, certified global)"
+            } else {
+                "|L_val − f*_full| (signed gap ends negative: penalty bias)"
+            };
             figures.push(Figure {
                 name: format!("fig3-{}", r.label()),
                 caption: format!("Jacobi PBGD, {} regime, {} seeds (median and 10–90% band): upper-level gap (absolute value on a log scale; the signed values are in the traces), lower-level gap L_trn − L*_trn(W1), and relative distance of W1W2 to the penalty-optimal products, against iterations.", r.label(), s.seeds),
@@ -712,18 +924,44 @@ impl Experiment for Fig3 {
         // Traces: seed 0 of each Jacobi convergence run.
         let traces = outs
             .iter()
-            .filter(|o| o.job.inst == 0 && o.job.inner == Inner::Exact && o.job.regime != Regime::General)
-            .map(|o| (format!("fig3-{}-{}-gamma{}", o.job.regime.label(), if o.job.update == Update::Jacobi { "jacobi" } else { "gs" }, o.job.gamma), o.trace.clone()))
+            .filter(|o| {
+                o.job.inst == 0 && o.job.inner == Inner::Exact && o.job.regime != Regime::General
+            })
+            .map(|o| {
+                (
+                    format!(
+                        "fig3-{}-{}-gamma{}",
+                        o.job.regime.label(),
+                        if o.job.update == Update::Jacobi {
+                            "jacobi"
+                        } else {
+                            "gs"
+                        },
+                        o.job.gamma
+                    ),
+                    o.trace.clone(),
+                )
+            })
             .collect();
-        let diverged: Vec<String> = outs.iter().filter(|o| o.diverged && o.job.inner == Inner::Exact).map(|o| format!("{:?}: {}", o.job, o.status)).collect();
+        let diverged: Vec<String> = outs
+            .iter()
+            .filter(|o| o.diverged && o.job.inner == Inner::Exact)
+            .map(|o| format!("{:?}: {}", o.job, o.status))
+            .collect();
         if !diverged.is_empty() {
-            notes.push(format!("Runs that diverged or failed: {}", diverged.join("; ")));
+            notes.push(format!(
+                "Runs that diverged or failed: {}",
+                diverged.join("; ")
+            ));
         }
         notes.push("Distances are measured on the product Z = W1W2 projected onto the row space of [X_trn; X_val] (the penalty-optimal products form an affine set when m > N + N'; Z_γ is its minimum-norm element).".into());
         notes.push("Outside the certified-global regime f*_full is the optimum over full-rank backbones, not a certified bilevel optimum: success against it and flags are measured, not asserted.".into());
         notes.push(format!("The slope claim uses the closed-form penalty optimum (least squares on [X_val; √γ X_trn]); the solver confirmation uses the final Jacobi iterates (distance ≤ {:e}) at the γ ≥ 100 of the convergence runs.", s.dist_tol));
         summary.insert("l_star_seed0".into(), json!(outs.iter().filter(|o| o.job.inst == 0 && o.job.inner == Inner::Exact).map(|o| json!({"regime": o.job.regime, "gamma": o.job.gamma, "l_star": o.l_star})).collect::<Vec<_>>()));
-        summary.insert("closed_form_slopes".into(), json!({"f": sf_all, "ll": sl_all, "solver_f": sf_solver, "solver_ll": sl_solver}));
+        summary.insert(
+            "closed_form_slopes".into(),
+            json!({"f": sf_all, "ll": sl_all, "solver_f": sf_solver, "solver_ll": sl_solver}),
+        );
         summary.insert("intermediate_flagged".into(), json!(n_flag_int));
 
         Ok(Report {

@@ -148,7 +148,11 @@ impl RepSizes {
             ));
         }
         if !(s.cond.is_finite() && s.cond >= 1.0) {
-            return Err(Error::setting("cond", s.cond, "the feature condition number must be finite and >= 1"));
+            return Err(Error::setting(
+                "cond",
+                s.cond,
+                "the feature condition number must be finite and >= 1",
+            ));
         }
         if !(s.noise.is_finite() && s.noise >= 0.0) {
             return Err(Error::setting("noise", s.noise, "must be finite and >= 0"));
@@ -157,7 +161,10 @@ impl RepSizes {
             return Err(Error::setting(
                 "h",
                 s.h,
-                format!("the hidden width must be >= m = {} so that full-rank backbones exist", s.m),
+                format!(
+                    "the hidden width must be >= m = {} so that full-rank backbones exist",
+                    s.m
+                ),
             ));
         }
         let ok = match regime {
@@ -173,7 +180,10 @@ impl RepSizes {
             };
             return Err(Error::setting(
                 "representation-learning sizes",
-                format!("N={}, N'={}, m={}, h={}, n={}", s.n_trn, s.n_val, s.m, s.h, s.n),
+                format!(
+                    "N={}, N'={}, m={}, h={}, n={}",
+                    s.n_trn, s.n_val, s.m, s.h, s.n
+                ),
                 format!("the {} regime needs {need}", regime.label()),
             ));
         }
@@ -268,7 +278,9 @@ fn singular_values(what: &str, a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 /// Numerical rank with the relative tolerance [`PINV_RTOL`].
 fn rank_of(s: &[f64]) -> usize {
     let top = s.first().copied().unwrap_or(0.0);
-    s.iter().filter(|&&x| x > PINV_RTOL * top && x > 0.0).count()
+    s.iter()
+        .filter(|&&x| x > PINV_RTOL * top && x > 0.0)
+        .count()
 }
 
 /// Minimum-norm least-squares solution A⁺ B, pseudo-inverse with relative tolerance
@@ -286,21 +298,35 @@ fn pinv_solve_into(a: MatRef<'_, f64>, b: MatRef<'_, f64>, x: MatMut<'_, f64>) -
 /// A⁺ B where singular values ≤ PINV_RTOL · `scale` count as zero (`scale` defaults to σ_max(A)).
 /// X_val P needs the scale of X_val: where P is zero up to rounding, its own σ_max is rounding
 /// noise and a self-relative tolerance would invert it.
-fn pinv_solve_scaled(a: MatRef<'_, f64>, b: MatRef<'_, f64>, mut x: MatMut<'_, f64>, scale: Option<f64>) -> Result<()> {
+fn pinv_solve_scaled(
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    mut x: MatMut<'_, f64>,
+    scale: Option<f64>,
+) -> Result<()> {
     let svd = a
         .thin_svd()
         .map_err(|_| Error::data("least-squares solve", "the SVD did not converge"))?;
     let (u, s, v) = (svd.U(), svd.S().column_vector(), svd.V());
     let k = s.nrows();
     let top = scale.unwrap_or(if k > 0 { s[0] } else { 0.0 });
-    let r = (0..k).filter(|&i| s[i] > PINV_RTOL * top && s[i] > 0.0).count();
+    let r = (0..k)
+        .filter(|&i| s[i] > PINV_RTOL * top && s[i] > 0.0)
+        .count();
     if r == 0 {
         x.fill(0.0);
         return Ok(());
     }
     // x = V_r diag(1/s) U_rᵀ b.
     let mut c = Mat::zeros(r, b.ncols());
-    matmul(c.as_mut(), Accum::Replace, u.get(.., ..r).transpose(), b, 1.0, Par::Seq);
+    matmul(
+        c.as_mut(),
+        Accum::Replace,
+        u.get(.., ..r).transpose(),
+        b,
+        1.0,
+        Par::Seq,
+    );
     for i in 0..r {
         let inv = 1.0 / s[i];
         for j in 0..c.ncols() {
@@ -359,7 +385,11 @@ impl RepLearning {
         let u = gaussian(&mut rng, rows, k, 1.0).qr().compute_thin_Q();
         let v = gaussian(&mut rng, s.m, k, 1.0).qr().compute_thin_Q();
         let sig = |i: usize| {
-            if k == 1 { 1.0 } else { 1.0 + (s.cond - 1.0) * i as f64 / (k - 1) as f64 }
+            if k == 1 {
+                1.0
+            } else {
+                1.0 + (s.cond - 1.0) * i as f64 / (k - 1) as f64
+            }
         };
         let us = Mat::from_fn(rows, k, |i, j| u[(i, j)] * sig(j));
         let x = &us * v.transpose();
@@ -374,7 +404,10 @@ impl RepLearning {
         if p.regime != regime {
             return Err(Error::data(
                 format!("generated {} instance (seed {seed})", regime.label()),
-                format!("the draw landed in the {} regime (rank deficiency); try another seed", p.regime.label()),
+                format!(
+                    "the draw landed in the {} regime (rank deficiency); try another seed",
+                    p.regime.label()
+                ),
             ));
         }
         Ok(p)
@@ -398,26 +431,48 @@ impl RepLearning {
         if nt == 0 || m == 0 || nv == 0 || n == 0 {
             return Err(Error::data(
                 "representation-learning data",
-                format!("empty matrix: X_trn is {nt}x{m}, X_val is {nv}x{}, Y_trn has {n} columns", x_val.ncols()),
+                format!(
+                    "empty matrix: X_trn is {nt}x{m}, X_val is {nv}x{}, Y_trn has {n} columns",
+                    x_val.ncols()
+                ),
             ));
         }
         if y_trn.nrows() != nt {
-            return Err(Error::dim("Y_trn (one row per training sample of X_trn)", format!("{nt} rows"), format!("{} rows", y_trn.nrows())));
+            return Err(Error::dim(
+                "Y_trn (one row per training sample of X_trn)",
+                format!("{nt} rows"),
+                format!("{} rows", y_trn.nrows()),
+            ));
         }
         if x_val.ncols() != m {
-            return Err(Error::dim("X_val (same features as X_trn)", format!("{m} columns"), format!("{} columns", x_val.ncols())));
+            return Err(Error::dim(
+                "X_val (same features as X_trn)",
+                format!("{m} columns"),
+                format!("{} columns", x_val.ncols()),
+            ));
         }
         if y_val.nrows() != nv || y_val.ncols() != n {
-            return Err(Error::dim("Y_val (one row per validation sample, same outputs as Y_trn)", format!("{nv}x{n}"), format!("{}x{}", y_val.nrows(), y_val.ncols())));
+            return Err(Error::dim(
+                "Y_val (one row per validation sample, same outputs as Y_trn)",
+                format!("{nv}x{n}"),
+                format!("{}x{}", y_val.nrows(), y_val.ncols()),
+            ));
         }
-        for (name, a) in [("X_trn", &x_trn), ("Y_trn", &y_trn), ("X_val", &x_val), ("Y_val", &y_val)] {
+        for (name, a) in [
+            ("X_trn", &x_trn),
+            ("Y_trn", &y_trn),
+            ("X_val", &x_val),
+            ("Y_val", &y_val),
+        ] {
             check_matrix(name, a)?;
         }
         if h < m {
             return Err(Error::setting(
                 "h",
                 h,
-                format!("the hidden width must be >= m = {m} (number of features) so that full-rank backbones exist and the closed-form optima apply"),
+                format!(
+                    "the hidden width must be >= m = {m} (number of features) so that full-rank backbones exist and the closed-form optima apply"
+                ),
             ));
         }
         let raw = [x_trn.clone(), y_trn.clone(), x_val.clone(), y_val.clone()];
@@ -447,7 +502,11 @@ impl RepLearning {
             warnings.push(format!("X_val has rank {rv} < min(N', m) = {}: duplicated or collinear samples or features; the closed forms use pseudo-inverses with relative tolerance {PINV_RTOL:e}", nv.min(m)));
         }
         let stacked = Mat::from_fn(nt + nv, m, |i, j| {
-            if i < nt { x_trn[(i, j)] } else { x_val[(i - nt, j)] }
+            if i < nt {
+                x_trn[(i, j)]
+            } else {
+                x_val[(i - nt, j)]
+            }
         });
         let ss = singular_values("[X_trn; X_val]", stacked.as_ref())?;
         let rs = rank_of(&ss);
@@ -475,10 +534,16 @@ impl RepLearning {
         // Π = S⁺ S projects onto the row space of [X_trn; X_val] (= that of X_γ for every γ > 0).
         let row_proj = pinv_solve(stacked.as_ref(), stacked.as_ref())?;
         let ys = Mat::from_fn(nt + nv, n, |i, j| {
-            if i < nt { y_trn[(i, j)] } else { y_val[(i - nt, j)] }
+            if i < nt {
+                y_trn[(i, j)]
+            } else {
+                y_val[(i - nt, j)]
+            }
         });
         let z_ls = pinv_solve(stacked.as_ref(), ys.as_ref())?;
-        let spec = |a: MatRef<'_, f64>| singular_values("norm", a).map(|s| s.first().copied().unwrap_or(0.0));
+        let spec = |a: MatRef<'_, f64>| {
+            singular_values("norm", a).map(|s| s.first().copied().unwrap_or(0.0))
+        };
         let norms = DataNorms {
             x_trn: st[0],
             x_val: sv[0],
@@ -516,7 +581,14 @@ impl RepLearning {
 
     /// Loads X_trn, Y_trn, X_val, Y_val from `.npy` files (float64 or float32, 1-D arrays
     /// become one column).
-    pub fn from_npy(x_trn: &Path, y_trn: &Path, x_val: &Path, y_val: &Path, h: usize, scaling: Scaling) -> Result<Self> {
+    pub fn from_npy(
+        x_trn: &Path,
+        y_trn: &Path,
+        x_val: &Path,
+        y_val: &Path,
+        h: usize,
+        scaling: Scaling,
+    ) -> Result<Self> {
         Self::from_data(
             read_npy(x_trn)?,
             read_npy(y_trn)?,
@@ -529,7 +601,14 @@ impl RepLearning {
 
     /// Loads X_trn, Y_trn, X_val, Y_val from CSV files (comma-separated numbers, one sample
     /// per line; a first line that is not numeric is taken as a header).
-    pub fn from_csv(x_trn: &Path, y_trn: &Path, x_val: &Path, y_val: &Path, h: usize, scaling: Scaling) -> Result<Self> {
+    pub fn from_csv(
+        x_trn: &Path,
+        y_trn: &Path,
+        x_val: &Path,
+        y_val: &Path,
+        h: usize,
+        scaling: Scaling,
+    ) -> Result<Self> {
         Self::from_data(
             read_csv_matrix(x_trn)?,
             read_csv_matrix(y_trn)?,
@@ -552,11 +631,21 @@ impl RepLearning {
             } else {
                 Err(Error::File {
                     path: npy.display().to_string(),
-                    reason: format!("neither {name}.npy nor {name}.csv exists in {}", dir.display()),
+                    reason: format!(
+                        "neither {name}.npy nor {name}.csv exists in {}",
+                        dir.display()
+                    ),
                 })
             }
         };
-        Self::from_data(load("x_trn")?, load("y_trn")?, load("x_val")?, load("y_val")?, h, scaling)
+        Self::from_data(
+            load("x_trn")?,
+            load("y_trn")?,
+            load("x_val")?,
+            load("y_val")?,
+            h,
+            scaling,
+        )
     }
 
     /// Writes the data as given (x_trn.npy, y_trn.npy, x_val.npy, y_val.npy), the closed-form
@@ -580,7 +669,11 @@ impl RepLearning {
             "pinv_rtol": PINV_RTOL,
         });
         let path = dir.join("optimum.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap_or_default()).map_err(werr)
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&meta).unwrap_or_default(),
+        )
+        .map_err(werr)
     }
 
     /// Sets the scale s of the default initialization (W1 = s · orthonormal rows) and of the
@@ -670,7 +763,10 @@ impl RepLearning {
 
     /// ½‖Y_val‖² and ½‖Y_trn‖² (scaled): the reference magnitudes of the relative tolerances.
     pub fn target_scales(&self) -> (f64, f64) {
-        (0.5 * self.norms.y_val_f.powi(2), 0.5 * self.norms.y_trn_f.powi(2))
+        (
+            0.5 * self.norms.y_val_f.powi(2),
+            0.5 * self.norms.y_trn_f.powi(2),
+        )
     }
 
     /// The flag of method.md section 6: a known feasible point (W1 = 0) has a lower f than
@@ -695,10 +791,18 @@ impl RepLearning {
         let (nt, nv) = self.samples();
         let r = gamma.sqrt();
         let x = Mat::from_fn(nt + nv, self.m, |i, j| {
-            if i < nv { self.x_val[(i, j)] } else { r * self.x_trn[(i - nv, j)] }
+            if i < nv {
+                self.x_val[(i, j)]
+            } else {
+                r * self.x_trn[(i - nv, j)]
+            }
         });
         let y = Mat::from_fn(nt + nv, self.n, |i, j| {
-            if i < nv { self.y_val[(i, j)] } else { r * self.y_trn[(i - nv, j)] }
+            if i < nv {
+                self.y_val[(i, j)]
+            } else {
+                r * self.y_trn[(i - nv, j)]
+            }
         });
         (x, y)
     }
@@ -714,7 +818,13 @@ impl RepLearning {
     /// The penalty optimum over full-rank backbones for γ (cached).
     pub fn penalty_solution(&self, gamma: f64) -> Result<PenaltySolution> {
         crate::error::check_gamma("gamma", gamma)?;
-        if let Some(p) = self.cache.lock().expect("cache lock").iter().find(|p| p.gamma == gamma) {
+        if let Some(p) = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .iter()
+            .find(|p| p.gamma == gamma)
+        {
             return Ok(p.clone());
         }
         let (x, y) = self.stacked(gamma);
@@ -753,7 +863,11 @@ impl RepLearning {
         // σ²_min from the smaller Gram matrix (accurate to rounding of σ²_max, enough for a
         // diagnostic).
         let smin = |a: MatRef<'_, f64>| {
-            let g = if a.nrows() <= a.ncols() { a * a.transpose() } else { a.transpose() * a };
+            let g = if a.nrows() <= a.ncols() {
+                a * a.transpose()
+            } else {
+                a.transpose() * a
+            };
             g.self_adjoint_eigenvalues(faer::Side::Lower)
                 .ok()
                 .and_then(|e| e.first().copied())
@@ -799,32 +913,69 @@ impl RepLearning {
         let nt = self.x_trn.nrows();
         let w1 = MatRef::from_column_major_slice(u, m, h);
         let mut a = Mat::zeros(nt, h);
-        matmul(a.as_mut(), Accum::Replace, self.x_trn.as_ref(), w1, 1.0, Par::Seq);
+        matmul(
+            a.as_mut(),
+            Accum::Replace,
+            self.x_trn.as_ref(),
+            w1,
+            1.0,
+            Par::Seq,
+        );
         let well = |l: MatRef<'_, f64>| {
             let d: Vec<f64> = (0..l.nrows()).map(|i| l[(i, i)].abs()).collect();
-            let (lo, hi) = d.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+            let (lo, hi) = d
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
             hi > 0.0 && (lo / hi).powi(2) > 1e-10
         };
         if nt <= h {
             let mut gram = Mat::zeros(nt, nt);
-            matmul(gram.as_mut(), Accum::Replace, a.as_ref(), a.transpose(), 1.0, Par::Seq);
+            matmul(
+                gram.as_mut(),
+                Accum::Replace,
+                a.as_ref(),
+                a.transpose(),
+                1.0,
+                Par::Seq,
+            );
             if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
                 && well(llt.L())
             {
                 let c = llt.solve(self.y_trn.as_ref());
                 let out = MatMut::from_column_major_slice_mut(w, h, n);
-                matmul(out, Accum::Replace, a.transpose(), c.as_ref(), 1.0, Par::Seq);
+                matmul(
+                    out,
+                    Accum::Replace,
+                    a.transpose(),
+                    c.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
                 return true;
             }
         } else if self.trn_full_col_rank {
             let mut gram = Mat::zeros(m, m);
-            matmul(gram.as_mut(), Accum::Replace, w1, w1.transpose(), 1.0, Par::Seq);
+            matmul(
+                gram.as_mut(),
+                Accum::Replace,
+                w1,
+                w1.transpose(),
+                1.0,
+                Par::Seq,
+            );
             if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
                 && well(llt.L())
             {
                 let c = llt.solve(self.z0.as_ref());
                 let out = MatMut::from_column_major_slice_mut(w, h, n);
-                matmul(out, Accum::Replace, w1.transpose(), c.as_ref(), 1.0, Par::Seq);
+                matmul(
+                    out,
+                    Accum::Replace,
+                    w1.transpose(),
+                    c.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
                 return true;
             }
         }
@@ -832,7 +983,15 @@ impl RepLearning {
         pinv_solve_into(a.as_ref(), self.y_trn.as_ref(), out).is_ok()
     }
 
-    fn loss(&self, x: &Mat<f64>, y: &Mat<f64>, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+    fn loss(
+        &self,
+        x: &Mat<f64>,
+        y: &Mat<f64>,
+        u: &[f64],
+        v: &[f64],
+        gu: Option<&mut [f64]>,
+        gv: Option<&mut [f64]>,
+    ) -> f64 {
         let (m, h, n) = (self.m, self.h, self.n);
         let w1 = MatRef::from_column_major_slice(u, m, h);
         let w2 = MatRef::from_column_major_slice(v, h, n);
@@ -841,7 +1000,14 @@ impl RepLearning {
         let mut z = Mat::zeros(m, n);
         matmul(z.as_mut(), Accum::Replace, w1, w2, 1.0, Par::Seq);
         let mut r = Mat::zeros(x.nrows(), n);
-        matmul(r.as_mut(), Accum::Replace, x.as_ref(), z.as_ref(), 1.0, Par::Seq);
+        matmul(
+            r.as_mut(),
+            Accum::Replace,
+            x.as_ref(),
+            z.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         let mut val = 0.0;
         for j in 0..n {
             for i in 0..r.nrows() {
@@ -852,14 +1018,35 @@ impl RepLearning {
         }
         if gu.is_some() || gv.is_some() {
             let mut gz = Mat::zeros(m, n);
-            matmul(gz.as_mut(), Accum::Replace, x.transpose(), r.as_ref(), 1.0, Par::Seq);
+            matmul(
+                gz.as_mut(),
+                Accum::Replace,
+                x.transpose(),
+                r.as_ref(),
+                1.0,
+                Par::Seq,
+            );
             if let Some(gu) = gu {
                 let g1 = MatMut::from_column_major_slice_mut(gu, m, h);
-                matmul(g1, Accum::Replace, gz.as_ref(), w2.transpose(), 1.0, Par::Seq);
+                matmul(
+                    g1,
+                    Accum::Replace,
+                    gz.as_ref(),
+                    w2.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
             }
             if let Some(gv) = gv {
                 let g2 = MatMut::from_column_major_slice_mut(gv, h, n);
-                matmul(g2, Accum::Replace, w1.transpose(), gz.as_ref(), 1.0, Par::Seq);
+                matmul(
+                    g2,
+                    Accum::Replace,
+                    w1.transpose(),
+                    gz.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
             }
         }
         0.5 * val
@@ -919,12 +1106,23 @@ impl Problem for RepLearning {
         let p = self.penalty_solution(gamma).ok()?;
         let z = self.product(u, v);
         let mut pz = Mat::zeros(self.m, self.n);
-        matmul(pz.as_mut(), Accum::Replace, self.row_proj.as_ref(), z.as_ref(), 1.0, Par::Seq);
+        matmul(
+            pz.as_mut(),
+            Accum::Replace,
+            self.row_proj.as_ref(),
+            z.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         let d = frob((&pz - &p.z).as_ref());
         Some(d / frob(p.z.as_ref()).max(1e-300))
     }
     fn metric_names(&self) -> Vec<String> {
-        vec!["ul_gap_full".into(), "sigma_min_w1".into(), "sigma_min_w2".into()]
+        vec![
+            "ul_gap_full".into(),
+            "sigma_min_w1".into(),
+            "sigma_min_w2".into(),
+        ]
     }
     /// f − f*_full (signed), σ_min(W1), σ_min(W2).
     fn metrics(&self, u: &[f64], v: &[f64]) -> Vec<f64> {
@@ -994,16 +1192,24 @@ pub fn read_npy(path: &Path) -> Result<Mat<f64>> {
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| ferr(e.to_string()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| ferr(format!("not a valid .npy file ({e})")))?;
+    let npy =
+        npyz::NpyFile::new(&bytes[..]).map_err(|e| ferr(format!("not a valid .npy file ({e})")))?;
     let shape = npy.shape().to_vec();
     let order = npy.order();
     let (rows, cols) = match shape.as_slice() {
         [n] => (*n as usize, 1usize),
         [r, c] => (*r as usize, *c as usize),
-        s => return Err(ferr(format!("expected a 1-D or 2-D array, found shape {s:?}"))),
+        s => {
+            return Err(ferr(format!(
+                "expected a 1-D or 2-D array, found shape {s:?}"
+            )));
+        }
     };
     let descr = npy.dtype().descr();
-    let data: Vec<f64> = match descr.trim_matches(['\'', '"']).trim_start_matches(['<', '|', '=']) {
+    let data: Vec<f64> = match descr
+        .trim_matches(['\'', '"'])
+        .trim_start_matches(['<', '|', '='])
+    {
         "f8" => npy.into_vec::<f64>().map_err(|e| ferr(e.to_string()))?,
         "f4" => npy
             .into_vec::<f32>()
@@ -1011,10 +1217,18 @@ pub fn read_npy(path: &Path) -> Result<Mat<f64>> {
             .into_iter()
             .map(f64::from)
             .collect(),
-        other => return Err(ferr(format!("unsupported dtype {other}; save the array as little-endian float64 (or float32)"))),
+        other => {
+            return Err(ferr(format!(
+                "unsupported dtype {other}; save the array as little-endian float64 (or float32)"
+            )));
+        }
     };
     if data.len() != rows * cols {
-        return Err(ferr(format!("truncated: the header promises {} values, the file holds {}", rows * cols, data.len())));
+        return Err(ferr(format!(
+            "truncated: the header promises {} values, the file holds {}",
+            rows * cols,
+            data.len()
+        )));
     }
     if let Some(i) = data.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite {
