@@ -4,14 +4,18 @@
 //! Upper level: the backbone W1 ∈ R^{m×h} (u, column-major). Lower level: the head
 //! W2 ∈ R^{h×n} (v, column-major).
 //!
-//!     f = ½ ‖X_val W1 W2 − Y_val‖²_F,   g = ½ ‖X_trn W1 W2 − Y_trn‖²_F
+//! ```text
+//! f = ½ ‖X_val W1 W2 − Y_val‖²_F,   g = ½ ‖X_trn W1 W2 − Y_trn‖²_F
+//! ```
 //!
 //! (optionally each divided by its number of samples, [`Scaling::Mean`]).
 //!
 //! Closed forms over full-rank backbones (rank W1 = m, which needs h ≥ m): every product
 //! Z = W1 W2 is reachable, so with Z0 = X_trn⁺ Y_trn and P = I − X_trn⁺ X_trn
 //!
-//!     Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0),   f*_full = ½ ‖X_val Z* − Y_val‖²,
+//! ```text
+//! Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0),   f*_full = ½ ‖X_val Z* − Y_val‖²,
+//! ```
 //!
 //! and the penalty function L_γ is minimized by the least-squares solution Z_γ of
 //! [X_val; √γ X_trn] Z = [Y_val; √γ Y_trn]. f*_full is the global bilevel optimum only when
