@@ -435,7 +435,6 @@ fn fig3_small_run_passes_its_claims() {
         seeds: 2,
         gammas: vec![10.0, 100.0, 300.0],
         gauss_seidel: false,
-        cold_max_iter: 3000,
         ..Fig3Settings::quick()
     };
     let r = Fig3 { settings: Some(s) }.run(&Context::default()).unwrap();
