@@ -879,7 +879,7 @@ impl Experiment for Fig3 {
             !cold.is_empty() && cold_1e6 == 0 && shrink_med < 0.2 && warm_1e9 == warm.len(),
         ));
         tables.push(Table {
-            title: format!("Cold-start failure mode (certified-global regime, Jacobi, γ = {}, budget {} iterations for the inner-loop variants): final distance to the penalty optimum, LL gap, σ_min(W1) from start to end (measured, not asserted)", s.cold_gamma, s.cold_max_iter),
+            title: format!("Cold-start failure mode (certified-global regime, Jacobi, γ = {}, budget {} iterations for the inner-loop variants): final distance to the penalty optimum, LL gap, σ_min(W1) from start to end", s.cold_gamma, s.cold_max_iter),
             header: vec!["value-function estimate".into(), "runs ≤ 1e-9".into(), "diverged".into(), "final distance".into(), "final LL gap".into(), "σ_min(W1) start → end".into(), "iterations".into()],
             rows: cold_rows,
         });
