@@ -3,9 +3,11 @@
 //! files is the command-line tool's job; everything here is plain data.
 
 mod example1;
+mod replearn;
 mod study;
 
 pub use example1::{Fig1, Fig2};
+pub use replearn::{Fig3, Fig3Settings};
 pub use study::{StudyExample1, StudyToy};
 
 use crate::error::Result;
@@ -245,6 +247,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(Fig1),
         Box::new(Fig2),
+        Box::new(Fig3::default()),
         Box::new(StudyExample1),
         Box::new(StudyToy),
     ]

@@ -7,3 +7,5 @@ pub mod toy1d;
 pub use example1::Example1;
 pub use quadratic::Quadratic;
 pub use toy1d::Toy1d;
+pub mod replearn;
+pub use replearn::RepLearning;

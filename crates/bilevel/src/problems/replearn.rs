@@ -1,0 +1,1188 @@
+//! Representation learning with a two-layer linear network (method.md, section 6; the paper's
+//! Figure 3).
+//!
+//! Upper level: the backbone W1 ∈ R^{m×h} (u, column-major). Lower level: the head
+//! W2 ∈ R^{h×n} (v, column-major).
+//!
+//! ```text
+//! f = ½ ‖X_val W1 W2 − Y_val‖²_F,   g = ½ ‖X_trn W1 W2 − Y_trn‖²_F
+//! ```
+//!
+//! (optionally each divided by its number of samples, [`Scaling::Mean`]).
+//!
+//! Closed forms over full-rank backbones (rank W1 = m, which needs h ≥ m): every product
+//! Z = W1 W2 is reachable, so with Z0 = X_trn⁺ Y_trn and P = I − X_trn⁺ X_trn
+//!
+//! ```text
+//! Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0),   f*_full = ½ ‖X_val Z* − Y_val‖²,
+//! ```
+//!
+//! and the penalty function L_γ is minimized by the least-squares solution Z_γ of
+//! [X_val; √γ X_trn] Z = [Y_val; √γ Y_trn]. f*_full is the global bilevel optimum only when
+//! [X_trn; X_val] has full row rank (then it is 0): the "certified-global" regime. Otherwise it
+//! is the optimum over full-rank backbones, and an instance is flagged when a feasible point
+//! with a lower f is known (W1 = 0 gives f = ½‖Y_val‖²).
+//!
+//! Every pseudo-inverse uses the relative tolerance [`PINV_RTOL`] (singular values below
+//! `PINV_RTOL · σ_max` count as zero); a default tolerance can fail on X_val P.
+
+use crate::error::{Error, Result};
+use crate::problem::{PenaltyOptimum, Problem, Smoothness};
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::Solve;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
+pub const PINV_RTOL: f64 = 1e-10;
+
+/// Which of the three instance regimes of method.md section 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regime {
+    /// [X_trn; X_val] of full row rank (m ≥ N + N'): f*_full = 0 is the global optimum.
+    CertifiedGlobal,
+    /// max(N, N') ≤ m < N + N': f*_full > 0, the penalty bias is visible.
+    Intermediate,
+    /// N > m: the training loss cannot be fitted exactly (noisy targets from one teacher).
+    General,
+}
+
+impl Regime {
+    /// Short name for tables and file names.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Regime::CertifiedGlobal => "certified-global",
+            Regime::Intermediate => "intermediate",
+            Regime::General => "general",
+        }
+    }
+}
+
+/// Normalization of the two losses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scaling {
+    /// ½‖·‖²_F (the project's default).
+    #[default]
+    Sum,
+    /// 1/(2N)‖·‖²_F for the training loss and 1/(2N')‖·‖²_F for the validation loss.
+    /// Implemented by scaling the stored data by 1/√N (the closed forms then apply unchanged).
+    Mean,
+}
+
+/// Sizes and noise of a generated instance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepSizes {
+    /// Training samples N.
+    pub n_trn: usize,
+    /// Validation samples N'.
+    pub n_val: usize,
+    /// Input features m.
+    pub m: usize,
+    /// Hidden width h (must be ≥ m so full-rank backbones exist).
+    pub h: usize,
+    /// Outputs n.
+    pub n: usize,
+    /// Standard deviation of the label noise added to the teacher's targets.
+    pub noise: f64,
+    /// Condition number of the stacked features [X_trn; X_val] (≥ 1).
+    pub cond: f64,
+    /// Loss normalization.
+    pub scaling: Scaling,
+}
+
+impl Default for RepSizes {
+    fn default() -> Self {
+        Self::default_for(Regime::CertifiedGlobal)
+    }
+}
+
+impl RepSizes {
+    /// The default sizes of the Figure 3 experiment for a regime.
+    pub fn default_for(regime: Regime) -> Self {
+        let (n_trn, n_val, m, h) = match regime {
+            Regime::CertifiedGlobal => (10, 10, 30, 32),
+            Regime::Intermediate => (10, 10, 15, 16),
+            Regime::General => (30, 10, 15, 16),
+        };
+        RepSizes {
+            n_trn,
+            n_val,
+            m,
+            h,
+            n: 3,
+            noise: 0.3,
+            cond: 2.0,
+            scaling: Scaling::Sum,
+        }
+    }
+
+    /// Small sizes for smoke tests.
+    pub fn quick_for(regime: Regime) -> Self {
+        let (n_trn, n_val, m, h) = match regime {
+            Regime::CertifiedGlobal => (6, 6, 16, 18),
+            Regime::Intermediate => (6, 6, 9, 10),
+            Regime::General => (16, 6, 8, 10),
+        };
+        RepSizes {
+            n_trn,
+            n_val,
+            m,
+            h,
+            n: 3,
+            noise: 0.3,
+            cond: 2.0,
+            scaling: Scaling::Sum,
+        }
+    }
+
+    /// Checks the sizes against the regime's definition.
+    pub fn validate(&self, regime: Regime) -> Result<()> {
+        let s = self;
+        if s.n_trn == 0 || s.n_val == 0 || s.m == 0 || s.h == 0 || s.n == 0 {
+            return Err(Error::setting(
+                "representation-learning sizes",
+                format!("{s:?}"),
+                "every size must be at least 1",
+            ));
+        }
+        if !(s.cond.is_finite() && s.cond >= 1.0) {
+            return Err(Error::setting(
+                "cond",
+                s.cond,
+                "the feature condition number must be finite and >= 1",
+            ));
+        }
+        if !(s.noise.is_finite() && s.noise >= 0.0) {
+            return Err(Error::setting("noise", s.noise, "must be finite and >= 0"));
+        }
+        if s.h < s.m {
+            return Err(Error::setting(
+                "h",
+                s.h,
+                format!(
+                    "the hidden width must be >= m = {} so that full-rank backbones exist",
+                    s.m
+                ),
+            ));
+        }
+        let ok = match regime {
+            Regime::CertifiedGlobal => s.m >= s.n_trn + s.n_val && s.h >= s.n,
+            Regime::Intermediate => s.n_trn.max(s.n_val) <= s.m && s.m < s.n_trn + s.n_val,
+            Regime::General => s.n_trn > s.m,
+        };
+        if !ok {
+            let need = match regime {
+                Regime::CertifiedGlobal => "m >= N + N' and h >= max(m, n)",
+                Regime::Intermediate => "max(N, N') <= m < N + N'",
+                Regime::General => "N > m",
+            };
+            return Err(Error::setting(
+                "representation-learning sizes",
+                format!(
+                    "N={}, N'={}, m={}, h={}, n={}",
+                    s.n_trn, s.n_val, s.m, s.h, s.n
+                ),
+                format!("the {} regime needs {need}", regime.label()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The penalty optimum over full-rank backbones for one γ.
+#[derive(Debug, Clone)]
+pub struct PenaltySolution {
+    /// γ.
+    pub gamma: f64,
+    /// Minimum-norm least-squares solution Z_γ of [X_val; √γ X_trn] Z = [Y_val; √γ Y_trn].
+    pub z: Mat<f64>,
+    /// min L_γ over full-rank backbones.
+    pub value: f64,
+    /// f at Z_γ.
+    pub f: f64,
+    /// Lower-level gap at Z_γ (g(Z_γ) − g*_full).
+    pub ll_gap: f64,
+}
+
+/// The two-layer linear representation-learning problem.
+#[derive(Debug)]
+pub struct RepLearning {
+    m: usize,
+    h: usize,
+    n: usize,
+    scaling: Scaling,
+    // Data as given (exported) and scaled (used in every computation).
+    raw: [Mat<f64>; 4],
+    x_trn: Mat<f64>,
+    y_trn: Mat<f64>,
+    x_val: Mat<f64>,
+    y_val: Mat<f64>,
+    regime: Regime,
+    certified: bool,
+    trn_full_col_rank: bool,
+    z0: Mat<f64>,
+    z_star: Mat<f64>,
+    f_full: f64,
+    g_full: f64,
+    f_zero: f64,
+    row_proj: Mat<f64>,
+    norms: DataNorms,
+    init_scale: f64,
+    warnings: Vec<String>,
+    cache: Mutex<Vec<PenaltySolution>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DataNorms {
+    x_trn: f64,
+    x_val: f64,
+    y_trn: f64,
+    y_val: f64,
+    y_trn_f: f64,
+    y_val_f: f64,
+    z_ref: f64,
+}
+
+impl Clone for RepLearning {
+    fn clone(&self) -> Self {
+        let [a, b, c, d] = self.raw.clone();
+        let mut p = RepLearning::from_data(a, b, c, d, self.h, self.scaling)
+            .expect("a valid instance stays valid");
+        p.init_scale = self.init_scale;
+        p
+    }
+}
+
+fn gaussian(rng: &mut impl rand::Rng, r: usize, c: usize, scale: f64) -> Mat<f64> {
+    let mut m = Mat::zeros(r, c);
+    for j in 0..c {
+        for i in 0..r {
+            let x: f64 = StandardNormal.sample(rng);
+            m[(i, j)] = scale * x;
+        }
+    }
+    m
+}
+
+/// Singular values of `a` (non-increasing).
+fn singular_values(what: &str, a: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    if a.nrows() == 0 || a.ncols() == 0 {
+        return Ok(Vec::new());
+    }
+    a.singular_values()
+        .map_err(|_| Error::data(what, "the singular value decomposition did not converge"))
+}
+
+/// Numerical rank with the relative tolerance [`PINV_RTOL`].
+fn rank_of(s: &[f64]) -> usize {
+    let top = s.first().copied().unwrap_or(0.0);
+    s.iter()
+        .filter(|&&x| x > PINV_RTOL * top && x > 0.0)
+        .count()
+}
+
+/// Minimum-norm least-squares solution A⁺ B, pseudo-inverse with relative tolerance
+/// [`PINV_RTOL`].
+pub fn pinv_solve(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Result<Mat<f64>> {
+    let mut x = Mat::zeros(a.ncols(), b.ncols());
+    pinv_solve_into(a, b, x.as_mut())?;
+    Ok(x)
+}
+
+fn pinv_solve_into(a: MatRef<'_, f64>, b: MatRef<'_, f64>, x: MatMut<'_, f64>) -> Result<()> {
+    pinv_solve_scaled(a, b, x, None)
+}
+
+/// A⁺ B where singular values ≤ PINV_RTOL · `scale` count as zero (`scale` defaults to σ_max(A)).
+/// X_val P needs the scale of X_val: where P is zero up to rounding, its own σ_max is rounding
+/// noise and a self-relative tolerance would invert it.
+fn pinv_solve_scaled(
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    mut x: MatMut<'_, f64>,
+    scale: Option<f64>,
+) -> Result<()> {
+    let svd = a
+        .thin_svd()
+        .map_err(|_| Error::data("least-squares solve", "the SVD did not converge"))?;
+    let (u, s, v) = (svd.U(), svd.S().column_vector(), svd.V());
+    let k = s.nrows();
+    let top = scale.unwrap_or(if k > 0 { s[0] } else { 0.0 });
+    let r = (0..k)
+        .filter(|&i| s[i] > PINV_RTOL * top && s[i] > 0.0)
+        .count();
+    if r == 0 {
+        x.fill(0.0);
+        return Ok(());
+    }
+    // x = V_r diag(1/s) U_rᵀ b.
+    let mut c = Mat::zeros(r, b.ncols());
+    matmul(
+        c.as_mut(),
+        Accum::Replace,
+        u.get(.., ..r).transpose(),
+        b,
+        1.0,
+        Par::Seq,
+    );
+    for i in 0..r {
+        let inv = 1.0 / s[i];
+        for j in 0..c.ncols() {
+            c[(i, j)] *= inv;
+        }
+    }
+    matmul(x, Accum::Replace, v.get(.., ..r), c.as_ref(), 1.0, Par::Seq);
+    Ok(())
+}
+
+fn frob(a: MatRef<'_, f64>) -> f64 {
+    a.norm_l2()
+}
+
+fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) -> f64 {
+    let mut r = y.to_owned();
+    matmul(r.as_mut(), Accum::Replace, x, z, 1.0, Par::Seq);
+    let mut s = 0.0;
+    for j in 0..r.ncols() {
+        for i in 0..r.nrows() {
+            let d = r[(i, j)] - y[(i, j)];
+            s += d * d;
+        }
+    }
+    0.5 * s
+}
+
+fn check_matrix(what: &str, a: &Mat<f64>) -> Result<()> {
+    for j in 0..a.ncols() {
+        for i in 0..a.nrows() {
+            if !a[(i, j)].is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!("{what} (row {i}, column {j})"),
+                    index: i + j * a.nrows(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RepLearning {
+    /// A seeded instance of `regime` (data from the seed's Data stream).
+    ///
+    /// Features: the stacked matrix [X_trn; X_val] = U diag(σ) Vᵀ with U, V the orthonormal
+    /// factors of Gaussian matrices (uniformly random singular vectors) and σ spaced evenly in
+    /// [1, cond] (`sizes.cond`); its rows are then split into training and validation samples.
+    /// Targets come from one teacher: Y = X Z_true + noise · E, Z_true and E standard Gaussian.
+    /// The conditioning controls the iteration count (PBGD's rate is set by σ⁺_min(X_γ)).
+    pub fn generate(regime: Regime, sizes: &RepSizes, seed: u64) -> Result<Self> {
+        sizes.validate(regime)?;
+        let s = sizes;
+        let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Data);
+        let rows = s.n_trn + s.n_val;
+        let k = rows.min(s.m);
+        let u = gaussian(&mut rng, rows, k, 1.0).qr().compute_thin_Q();
+        let v = gaussian(&mut rng, s.m, k, 1.0).qr().compute_thin_Q();
+        let sig = |i: usize| {
+            if k == 1 {
+                1.0
+            } else {
+                1.0 + (s.cond - 1.0) * i as f64 / (k - 1) as f64
+            }
+        };
+        let us = Mat::from_fn(rows, k, |i, j| u[(i, j)] * sig(j));
+        let x = &us * v.transpose();
+        let x_trn = x.as_ref().get(..s.n_trn, ..).to_owned();
+        let x_val = x.as_ref().get(s.n_trn.., ..).to_owned();
+        let z_true = gaussian(&mut rng, s.m, s.n, 1.0);
+        let e_trn = gaussian(&mut rng, s.n_trn, s.n, s.noise);
+        let e_val = gaussian(&mut rng, s.n_val, s.n, s.noise);
+        let y_trn = &x_trn * &z_true + e_trn;
+        let y_val = &x_val * &z_true + e_val;
+        let p = Self::from_data(x_trn, y_trn, x_val, y_val, s.h, s.scaling)?;
+        if p.regime != regime {
+            return Err(Error::data(
+                format!("generated {} instance (seed {seed})", regime.label()),
+                format!(
+                    "the draw landed in the {} regime (rank deficiency); try another seed",
+                    p.regime.label()
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// An instance from data X_trn (N×m), Y_trn (N×n), X_val (N'×m), Y_val (N'×n) and the
+    /// hidden width h (≥ m). Checks shapes and finiteness; the regime is detected from the
+    /// ranks. Rank-deficient feature matrices are accepted with a warning (see
+    /// [`RepLearning::warnings`]); a zero feature matrix is an error.
+    pub fn from_data(
+        x_trn: Mat<f64>,
+        y_trn: Mat<f64>,
+        x_val: Mat<f64>,
+        y_val: Mat<f64>,
+        h: usize,
+        scaling: Scaling,
+    ) -> Result<Self> {
+        let (nt, m) = (x_trn.nrows(), x_trn.ncols());
+        let nv = x_val.nrows();
+        let n = y_trn.ncols();
+        if nt == 0 || m == 0 || nv == 0 || n == 0 {
+            return Err(Error::data(
+                "representation-learning data",
+                format!(
+                    "empty matrix: X_trn is {nt}x{m}, X_val is {nv}x{}, Y_trn has {n} columns",
+                    x_val.ncols()
+                ),
+            ));
+        }
+        if y_trn.nrows() != nt {
+            return Err(Error::dim(
+                "Y_trn (one row per training sample of X_trn)",
+                format!("{nt} rows"),
+                format!("{} rows", y_trn.nrows()),
+            ));
+        }
+        if x_val.ncols() != m {
+            return Err(Error::dim(
+                "X_val (same features as X_trn)",
+                format!("{m} columns"),
+                format!("{} columns", x_val.ncols()),
+            ));
+        }
+        if y_val.nrows() != nv || y_val.ncols() != n {
+            return Err(Error::dim(
+                "Y_val (one row per validation sample, same outputs as Y_trn)",
+                format!("{nv}x{n}"),
+                format!("{}x{}", y_val.nrows(), y_val.ncols()),
+            ));
+        }
+        for (name, a) in [
+            ("X_trn", &x_trn),
+            ("Y_trn", &y_trn),
+            ("X_val", &x_val),
+            ("Y_val", &y_val),
+        ] {
+            check_matrix(name, a)?;
+        }
+        if h < m {
+            return Err(Error::setting(
+                "h",
+                h,
+                format!(
+                    "the hidden width must be >= m = {m} (number of features) so that full-rank backbones exist and the closed-form optima apply"
+                ),
+            ));
+        }
+        let raw = [x_trn.clone(), y_trn.clone(), x_val.clone(), y_val.clone()];
+        let (ct, cv) = match scaling {
+            Scaling::Sum => (1.0, 1.0),
+            Scaling::Mean => ((1.0 / nt as f64).sqrt(), (1.0 / nv as f64).sqrt()),
+        };
+        let x_trn = x_trn * faer::Scale(ct);
+        let y_trn = y_trn * faer::Scale(ct);
+        let x_val = x_val * faer::Scale(cv);
+        let y_val = y_val * faer::Scale(cv);
+
+        let mut warnings = Vec::new();
+        let st = singular_values("X_trn", x_trn.as_ref())?;
+        let sv = singular_values("X_val", x_val.as_ref())?;
+        let (rt, rv) = (rank_of(&st), rank_of(&sv));
+        if rt == 0 || rv == 0 {
+            return Err(Error::data(
+                "representation-learning data",
+                "X_trn or X_val is zero (rank 0): the features carry no information",
+            ));
+        }
+        if rt < nt.min(m) {
+            warnings.push(format!("X_trn has rank {rt} < min(N, m) = {}: duplicated or collinear samples or features; the closed forms use pseudo-inverses with relative tolerance {PINV_RTOL:e}", nt.min(m)));
+        }
+        if rv < nv.min(m) {
+            warnings.push(format!("X_val has rank {rv} < min(N', m) = {}: duplicated or collinear samples or features; the closed forms use pseudo-inverses with relative tolerance {PINV_RTOL:e}", nv.min(m)));
+        }
+        let stacked = Mat::from_fn(nt + nv, m, |i, j| {
+            if i < nt {
+                x_trn[(i, j)]
+            } else {
+                x_val[(i - nt, j)]
+            }
+        });
+        let ss = singular_values("[X_trn; X_val]", stacked.as_ref())?;
+        let rs = rank_of(&ss);
+        let certified = rs == nt + nv;
+        let regime = if certified {
+            Regime::CertifiedGlobal
+        } else if nt <= m {
+            Regime::Intermediate
+        } else {
+            Regime::General
+        };
+
+        // Z0 = X_trn⁺ Y_trn, P = I − X_trn⁺ X_trn, Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0).
+        let z0 = pinv_solve(x_trn.as_ref(), y_trn.as_ref())?;
+        let pxt = pinv_solve(x_trn.as_ref(), x_trn.as_ref())?;
+        let proj = Mat::<f64>::identity(m, m) - pxt;
+        let xvp = &x_val * &proj;
+        let rhs = &y_val - &x_val * &z0;
+        let mut c = Mat::zeros(m, n);
+        pinv_solve_scaled(xvp.as_ref(), rhs.as_ref(), c.as_mut(), Some(sv[0]))?;
+        let z_star = &z0 + &proj * &c;
+        let f_full = half_sq_residual(x_val.as_ref(), z_star.as_ref(), y_val.as_ref());
+        let g_full = half_sq_residual(x_trn.as_ref(), z0.as_ref(), y_trn.as_ref());
+        let f_zero = 0.5 * frob(y_val.as_ref()).powi(2);
+        // Π = S⁺ S projects onto the row space of [X_trn; X_val] (= that of X_γ for every γ > 0).
+        let row_proj = pinv_solve(stacked.as_ref(), stacked.as_ref())?;
+        let ys = Mat::from_fn(nt + nv, n, |i, j| {
+            if i < nt {
+                y_trn[(i, j)]
+            } else {
+                y_val[(i - nt, j)]
+            }
+        });
+        let z_ls = pinv_solve(stacked.as_ref(), ys.as_ref())?;
+        let spec = |a: MatRef<'_, f64>| {
+            singular_values("norm", a).map(|s| s.first().copied().unwrap_or(0.0))
+        };
+        let norms = DataNorms {
+            x_trn: st[0],
+            x_val: sv[0],
+            y_trn: spec(y_trn.as_ref())?,
+            y_val: spec(y_val.as_ref())?,
+            y_trn_f: frob(y_trn.as_ref()),
+            y_val_f: frob(y_val.as_ref()),
+            z_ref: spec(z_star.as_ref())?.max(spec(z_ls.as_ref())?),
+        };
+        Ok(RepLearning {
+            m,
+            h,
+            n,
+            scaling,
+            raw,
+            x_trn,
+            y_trn,
+            x_val,
+            y_val,
+            regime,
+            certified,
+            trn_full_col_rank: rt == m,
+            z0,
+            z_star,
+            f_full,
+            g_full,
+            f_zero,
+            row_proj,
+            norms,
+            init_scale: (4.0 * norms.z_ref).sqrt().max(1.0),
+            warnings,
+            cache: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Loads X_trn, Y_trn, X_val, Y_val from `.npy` files (float64 or float32, 1-D arrays
+    /// become one column).
+    pub fn from_npy(
+        x_trn: &Path,
+        y_trn: &Path,
+        x_val: &Path,
+        y_val: &Path,
+        h: usize,
+        scaling: Scaling,
+    ) -> Result<Self> {
+        Self::from_data(
+            crate::npy::read_matrix(x_trn)?,
+            crate::npy::read_matrix(y_trn)?,
+            crate::npy::read_matrix(x_val)?,
+            crate::npy::read_matrix(y_val)?,
+            h,
+            scaling,
+        )
+    }
+
+    /// Loads X_trn, Y_trn, X_val, Y_val from CSV files (comma-separated numbers, one sample
+    /// per line; a first line that is not numeric is taken as a header).
+    pub fn from_csv(
+        x_trn: &Path,
+        y_trn: &Path,
+        x_val: &Path,
+        y_val: &Path,
+        h: usize,
+        scaling: Scaling,
+    ) -> Result<Self> {
+        Self::from_data(
+            read_csv_matrix(x_trn)?,
+            read_csv_matrix(y_trn)?,
+            read_csv_matrix(x_val)?,
+            read_csv_matrix(y_val)?,
+            h,
+            scaling,
+        )
+    }
+
+    /// Loads `x_trn`, `y_trn`, `x_val`, `y_val` from `dir`, each as `.npy` or else `.csv`.
+    pub fn from_dir(dir: &Path, h: usize, scaling: Scaling) -> Result<Self> {
+        let load = |name: &str| -> Result<Mat<f64>> {
+            let npy = dir.join(format!("{name}.npy"));
+            let csv = dir.join(format!("{name}.csv"));
+            if npy.exists() {
+                crate::npy::read_matrix(&npy)
+            } else if csv.exists() {
+                read_csv_matrix(&csv)
+            } else {
+                Err(Error::File {
+                    path: npy.display().to_string(),
+                    reason: format!(
+                        "neither {name}.npy nor {name}.csv exists in {}",
+                        dir.display()
+                    ),
+                })
+            }
+        };
+        Self::from_data(
+            load("x_trn")?,
+            load("y_trn")?,
+            load("x_val")?,
+            load("y_val")?,
+            h,
+            scaling,
+        )
+    }
+
+    /// Writes the data as given (x_trn.npy, y_trn.npy, x_val.npy, y_val.npy), the closed-form
+    /// Z* (z_star.npy) and a summary (optimum.json: regime, f*_full, g*_full, flag, scaling,
+    /// pseudo-inverse tolerance) into `dir`.
+    pub fn save_npy(&self, dir: &Path) -> Result<()> {
+        let werr = |e: std::io::Error| Error::Write {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(werr)?;
+        for (name, a) in ["x_trn", "y_trn", "x_val", "y_val"].iter().zip(&self.raw) {
+            crate::npy::write_matrix(&dir.join(format!("{name}.npy")), a)?;
+        }
+        crate::npy::write_matrix(&dir.join("z_star.npy"), &self.z_star)?;
+        let meta = serde_json::json!({
+            "problem": "f = 1/2 ||X_val W1 W2 - Y_val||^2, g = 1/2 ||X_trn W1 W2 - Y_trn||^2",
+            "scaling": self.scaling, "h": self.h, "regime": self.regime,
+            "certified_global": self.certified, "f_star_full": self.f_full,
+            "g_star_full": self.g_full, "f_at_w1_zero": self.f_zero, "flagged": self.flagged(),
+            "pinv_rtol": PINV_RTOL,
+        });
+        let path = dir.join("optimum.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&meta).unwrap_or_default(),
+        )
+        .map_err(werr)
+    }
+
+    /// Sets the scale s of the default initialization (W1 = s · orthonormal rows) and of the
+    /// smoothness bound. Must be finite and > 0. The default is s = max(1, 2 √‖Z_ref‖₂)
+    /// (Z_ref the larger of Z* and the stacked least-squares solution in spectral norm): then
+    /// ‖W2‖ stays small beside ‖W1‖ along the run, the smoothness bound is within about 1.5×
+    /// of the measured curvature, and σ_min(W1) stays near s.
+    pub fn with_init_scale(mut self, s: f64) -> Result<Self> {
+        crate::error::check_positive("init_scale", s)?;
+        self.init_scale = s;
+        Ok(self)
+    }
+
+    /// Scale of the default initialization.
+    pub fn init_scale(&self) -> f64 {
+        self.init_scale
+    }
+
+    /// The start point of the paper: W1 = s · Qᵀ with Q (h×m) the orthonormal factor of a
+    /// Gaussian matrix from the seed's Init stream (so W1 has orthonormal rows scaled by s), and
+    /// W2 = 0.
+    pub fn init(&self, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Init);
+        let g = gaussian(&mut rng, self.h, self.m, 1.0);
+        let q = g.qr().compute_thin_Q();
+        let s = self.init_scale;
+        let mut w1 = vec![0.0; self.m * self.h];
+        for j in 0..self.h {
+            for i in 0..self.m {
+                w1[i + j * self.m] = s * q[(j, i)];
+            }
+        }
+        (w1, vec![0.0; self.h * self.n])
+    }
+
+    /// (m, h, n): features, hidden width, outputs.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.m, self.h, self.n)
+    }
+
+    /// (N, N'): training and validation samples.
+    pub fn samples(&self) -> (usize, usize) {
+        (self.x_trn.nrows(), self.x_val.nrows())
+    }
+
+    /// The regime detected from the data.
+    pub fn regime(&self) -> Regime {
+        self.regime
+    }
+
+    /// True when [X_trn; X_val] has full row rank: f*_full = 0 is the global bilevel optimum.
+    pub fn is_certified(&self) -> bool {
+        self.certified
+    }
+
+    /// Warnings raised while loading (rank deficiency).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// f*_full: the optimum of f over full-rank backbones (the global bilevel optimum only when
+    /// [`RepLearning::is_certified`]).
+    pub fn f_star_full(&self) -> f64 {
+        self.f_full
+    }
+
+    /// g* over full-rank backbones: the least-squares residual ½‖X_trn Z0 − Y_trn‖² (0 when
+    /// X_trn has full row rank).
+    pub fn g_star_full(&self) -> f64 {
+        self.g_full
+    }
+
+    /// Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0), the optimal product over full-rank backbones.
+    pub fn z_star(&self) -> &Mat<f64> {
+        &self.z_star
+    }
+
+    /// Z0 = X_trn⁺ Y_trn.
+    pub fn z0(&self) -> &Mat<f64> {
+        &self.z0
+    }
+
+    /// f at the degenerate feasible point W1 = 0: ½‖Y_val‖² (scaled).
+    pub fn f_at_zero_backbone(&self) -> f64 {
+        self.f_zero
+    }
+
+    /// ½‖Y_val‖² and ½‖Y_trn‖² (scaled): the reference magnitudes of the relative tolerances.
+    pub fn target_scales(&self) -> (f64, f64) {
+        (
+            0.5 * self.norms.y_val_f.powi(2),
+            0.5 * self.norms.y_trn_f.powi(2),
+        )
+    }
+
+    /// The flag of method.md section 6: a known feasible point (W1 = 0) has a lower f than
+    /// f*_full, so f*_full is not the bilevel optimum.
+    pub fn flagged(&self) -> bool {
+        self.f_zero < self.f_full * (1.0 - 1e-12)
+    }
+
+    /// True when a point a solver reached is feasible within `ll_tol` (lower-level gap) and
+    /// has f below f*_full by more than `f_tol`: it then also flags the instance.
+    pub fn flags_point(&self, f: f64, ll_gap: f64, ll_tol: f64, f_tol: f64) -> bool {
+        ll_gap <= ll_tol && f < self.f_full - f_tol
+    }
+
+    /// Training and validation data (scaled as the losses use them): X_trn, Y_trn, X_val, Y_val.
+    pub fn data(&self) -> [&Mat<f64>; 4] {
+        [&self.x_trn, &self.y_trn, &self.x_val, &self.y_val]
+    }
+
+    /// Stacked X_γ = [X_val; √γ X_trn] and Y_γ = [Y_val; √γ Y_trn].
+    pub fn stacked(&self, gamma: f64) -> (Mat<f64>, Mat<f64>) {
+        let (nt, nv) = self.samples();
+        let r = gamma.sqrt();
+        let x = Mat::from_fn(nt + nv, self.m, |i, j| {
+            if i < nv {
+                self.x_val[(i, j)]
+            } else {
+                r * self.x_trn[(i - nv, j)]
+            }
+        });
+        let y = Mat::from_fn(nt + nv, self.n, |i, j| {
+            if i < nv {
+                self.y_val[(i, j)]
+            } else {
+                r * self.y_trn[(i - nv, j)]
+            }
+        });
+        (x, y)
+    }
+
+    /// σ⁺_min(X_γ), the smallest non-zero singular value of [X_val; √γ X_trn].
+    pub fn sigma_min_plus(&self, gamma: f64) -> Result<f64> {
+        let (x, _) = self.stacked(gamma);
+        let s = singular_values("X_gamma", x.as_ref())?;
+        let r = rank_of(&s);
+        Ok(if r == 0 { 0.0 } else { s[r - 1] })
+    }
+
+    /// The penalty optimum over full-rank backbones for γ (cached).
+    pub fn penalty_solution(&self, gamma: f64) -> Result<PenaltySolution> {
+        crate::error::check_gamma("gamma", gamma)?;
+        if let Some(p) = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .iter()
+            .find(|p| p.gamma == gamma)
+        {
+            return Ok(p.clone());
+        }
+        let (x, y) = self.stacked(gamma);
+        let z = pinv_solve(x.as_ref(), y.as_ref())?;
+        let f = half_sq_residual(self.x_val.as_ref(), z.as_ref(), self.y_val.as_ref());
+        let g = half_sq_residual(self.x_trn.as_ref(), z.as_ref(), self.y_trn.as_ref());
+        let ll_gap = g - self.g_full;
+        let p = PenaltySolution {
+            gamma,
+            z,
+            value: f + gamma * ll_gap,
+            f,
+            ll_gap,
+        };
+        let mut c = self.cache.lock().expect("cache lock");
+        if c.len() > 16 {
+            c.remove(0);
+        }
+        c.push(p.clone());
+        Ok(p)
+    }
+
+    /// The product Z = W1 W2.
+    pub fn product(&self, u: &[f64], v: &[f64]) -> Mat<f64> {
+        let w1 = MatRef::from_column_major_slice(u, self.m, self.h);
+        let w2 = MatRef::from_column_major_slice(v, self.h, self.n);
+        let mut z = Mat::zeros(self.m, self.n);
+        matmul(z.as_mut(), Accum::Replace, w1, w2, 1.0, Par::Seq);
+        z
+    }
+
+    /// Smallest singular values σ_min(W1) (of its min(m, h)) and σ_min(W2) (of its min(h, n)).
+    pub fn sigma_min_layers(&self, u: &[f64], v: &[f64]) -> (f64, f64) {
+        let w1 = MatRef::from_column_major_slice(u, self.m, self.h);
+        let w2 = MatRef::from_column_major_slice(v, self.h, self.n);
+        // σ²_min from the smaller Gram matrix (accurate to rounding of σ²_max, enough for a
+        // diagnostic).
+        let smin = |a: MatRef<'_, f64>| {
+            let g = if a.nrows() <= a.ncols() {
+                a * a.transpose()
+            } else {
+                a.transpose() * a
+            };
+            g.self_adjoint_eigenvalues(faer::Side::Lower)
+                .ok()
+                .and_then(|e| e.first().copied())
+                .map_or(f64::NAN, |x| x.max(0.0).sqrt())
+        };
+        (smin(w1), smin(w2))
+    }
+
+    /// The PL constant of method.md section 6 at (W1, W2):
+    /// (σ²_min(W1) + σ²_min(W2)) · σ⁺_min(X_γ)², given σ⁺_min(X_γ).
+    pub fn pl_constant(&self, u: &[f64], v: &[f64], sigma_x: f64) -> f64 {
+        let (a, b) = self.sigma_min_layers(u, v);
+        (a * a + b * b) * sigma_x * sigma_x
+    }
+
+    /// Smoothness bound along a PBGD run started from W1 with orthonormal rows scaled by `s`
+    /// and W2 = 0.
+    ///
+    /// The Hessian of ½‖X W1 W2 − Y‖² is bounded by ‖X‖²(‖W1‖² + ‖W2‖²) + ‖X‖ ‖R‖ (R the
+    /// residual). Gradient flow from W2 = 0 keeps W1ᵀW1 − W2W2ᵀ = s² QᵀQ and the columns of W2
+    /// in the row space of W1₀, which gives ‖W2‖² ≤ min(‖Z‖, ‖Z‖²/s²) and
+    /// ‖W1‖² ≤ s² + ‖W2‖². ‖Z‖ is bounded by twice the larger of ‖Z*‖ and the least-squares
+    /// solution of the stacked system (a margin for overshoot), and ‖R‖ ≤ ‖Y‖ + ‖X‖ ‖Z‖ (spectral
+    /// norms throughout).
+    pub fn smoothness_bound(&self, s: f64) -> Smoothness {
+        let d = &self.norms;
+        let z = 2.0 * d.z_ref.max(1e-12);
+        let w2 = z.min(z * z / (s * s));
+        let w = s * s + 2.0 * w2;
+        let lf = d.x_val * d.x_val * w + d.x_val * (d.y_val + d.x_val * z);
+        let lg = d.x_trn * d.x_trn * w + d.x_trn * (d.y_trn + d.x_trn * z);
+        let lg_vv = d.x_trn * d.x_trn * (s * s + w2);
+        Smoothness { lf, lg, lg_vv }
+    }
+
+    /// Writes W2* = (X_trn W1)⁺ Y_trn into `w`. Fast paths by Cholesky where the pseudo-inverse
+    /// has a closed form: A = X_trn W1 of full row rank gives A⁺ = Aᵀ(AAᵀ)⁻¹; X_trn of full
+    /// column rank and W1 of full row rank give A⁺ = W1⁺ X_trn⁺, so W2* = W1ᵀ(W1W1ᵀ)⁻¹ Z0.
+    /// Ill-conditioned cases (κ(A)² beyond about 1e10) fall back to the SVD with relative
+    /// tolerance [`PINV_RTOL`].
+    pub fn ll_head(&self, u: &[f64], w: &mut [f64]) -> bool {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let nt = self.x_trn.nrows();
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let mut a = Mat::zeros(nt, h);
+        matmul(
+            a.as_mut(),
+            Accum::Replace,
+            self.x_trn.as_ref(),
+            w1,
+            1.0,
+            Par::Seq,
+        );
+        let well = |l: MatRef<'_, f64>| {
+            let d: Vec<f64> = (0..l.nrows()).map(|i| l[(i, i)].abs()).collect();
+            let (lo, hi) = d
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+            hi > 0.0 && (lo / hi).powi(2) > 1e-10
+        };
+        if nt <= h {
+            let mut gram = Mat::zeros(nt, nt);
+            matmul(
+                gram.as_mut(),
+                Accum::Replace,
+                a.as_ref(),
+                a.transpose(),
+                1.0,
+                Par::Seq,
+            );
+            if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
+                && well(llt.L())
+            {
+                let c = llt.solve(self.y_trn.as_ref());
+                let out = MatMut::from_column_major_slice_mut(w, h, n);
+                matmul(
+                    out,
+                    Accum::Replace,
+                    a.transpose(),
+                    c.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
+                return true;
+            }
+        } else if self.trn_full_col_rank {
+            let mut gram = Mat::zeros(m, m);
+            matmul(
+                gram.as_mut(),
+                Accum::Replace,
+                w1,
+                w1.transpose(),
+                1.0,
+                Par::Seq,
+            );
+            if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
+                && well(llt.L())
+            {
+                let c = llt.solve(self.z0.as_ref());
+                let out = MatMut::from_column_major_slice_mut(w, h, n);
+                matmul(
+                    out,
+                    Accum::Replace,
+                    w1.transpose(),
+                    c.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
+                return true;
+            }
+        }
+        let out = MatMut::from_column_major_slice_mut(w, h, n);
+        pinv_solve_into(a.as_ref(), self.y_trn.as_ref(), out).is_ok()
+    }
+
+    fn loss(
+        &self,
+        x: &Mat<f64>,
+        y: &Mat<f64>,
+        u: &[f64],
+        v: &[f64],
+        gu: Option<&mut [f64]>,
+        gv: Option<&mut [f64]>,
+    ) -> f64 {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let w2 = MatRef::from_column_major_slice(v, h, n);
+        // Cheapest order for small n: Z = W1 W2 (m×n), R = X Z − Y, G = Xᵀ R (m×n), then
+        // ∇W1 = G W2ᵀ and ∇W2 = W1ᵀ G.
+        let mut z = Mat::zeros(m, n);
+        matmul(z.as_mut(), Accum::Replace, w1, w2, 1.0, Par::Seq);
+        let mut r = Mat::zeros(x.nrows(), n);
+        matmul(
+            r.as_mut(),
+            Accum::Replace,
+            x.as_ref(),
+            z.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        let mut val = 0.0;
+        for j in 0..n {
+            for i in 0..r.nrows() {
+                let d = r[(i, j)] - y[(i, j)];
+                r[(i, j)] = d;
+                val += d * d;
+            }
+        }
+        if gu.is_some() || gv.is_some() {
+            let mut gz = Mat::zeros(m, n);
+            matmul(
+                gz.as_mut(),
+                Accum::Replace,
+                x.transpose(),
+                r.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            if let Some(gu) = gu {
+                let g1 = MatMut::from_column_major_slice_mut(gu, m, h);
+                matmul(
+                    g1,
+                    Accum::Replace,
+                    gz.as_ref(),
+                    w2.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            if let Some(gv) = gv {
+                let g2 = MatMut::from_column_major_slice_mut(gv, h, n);
+                matmul(
+                    g2,
+                    Accum::Replace,
+                    w1.transpose(),
+                    gz.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+        }
+        0.5 * val
+    }
+}
+
+impl Problem for RepLearning {
+    fn name(&self) -> String {
+        let (nt, nv) = self.samples();
+        format!(
+            "replearn({}, N={nt}, N'={nv}, m={}, h={}, n={})",
+            self.regime.label(),
+            self.m,
+            self.h,
+            self.n
+        )
+    }
+    fn dim_u(&self) -> usize {
+        self.m * self.h
+    }
+    fn dim_v(&self) -> usize {
+        self.h * self.n
+    }
+    fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.loss(&self.x_val, &self.y_val, u, v, gu, gv)
+    }
+    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
+    }
+    /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
+    /// [`RepLearning::ll_head`]).
+    fn ll_solution(&self, u: &[f64], w: &mut [f64]) -> bool {
+        self.ll_head(u, w)
+    }
+    fn has_ll_solution(&self) -> bool {
+        true
+    }
+    fn smoothness(&self) -> Option<Smoothness> {
+        Some(self.smoothness_bound(self.init_scale))
+    }
+    /// f*_full, only when it is certified global ([X_trn; X_val] of full row rank).
+    fn bilevel_optimum(&self) -> Option<f64> {
+        self.certified.then_some(self.f_full)
+    }
+    /// min L_γ over full-rank backbones (the global minimum in the certified regime). The
+    /// minimizer is not unique in (W1, W2), so no point is given.
+    fn penalty_optimum(&self, gamma: f64) -> Option<PenaltyOptimum> {
+        self.penalty_solution(gamma).ok().map(|p| PenaltyOptimum {
+            value: p.value,
+            point: None,
+        })
+    }
+    /// ‖Π W1 W2 − Z_γ‖_F / ‖Z_γ‖_F, with Π the projector onto the row space of the stacked
+    /// features: the relative distance from the product to the set of penalty-optimal
+    /// products (Z_γ is its minimum-norm element).
+    fn penalty_optimum_distance(&self, u: &[f64], v: &[f64], gamma: f64) -> Option<f64> {
+        let p = self.penalty_solution(gamma).ok()?;
+        let z = self.product(u, v);
+        let mut pz = Mat::zeros(self.m, self.n);
+        matmul(
+            pz.as_mut(),
+            Accum::Replace,
+            self.row_proj.as_ref(),
+            z.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        let d = frob((&pz - &p.z).as_ref());
+        Some(d / frob(p.z.as_ref()).max(1e-300))
+    }
+    fn metric_names(&self) -> Vec<String> {
+        vec![
+            "ul_gap_full".into(),
+            "sigma_min_w1".into(),
+            "sigma_min_w2".into(),
+        ]
+    }
+    /// f − f*_full (signed), σ_min(W1), σ_min(W2).
+    fn metrics(&self, u: &[f64], v: &[f64]) -> Vec<f64> {
+        let f = self.f(u, v, None, None);
+        let (a, b) = self.sigma_min_layers(u, v);
+        vec![f - self.f_full, a, b]
+    }
+}
+
+/// Reads a CSV file of numbers (one row per line, comma-separated; a non-numeric first line is
+/// a header). Ragged rows, empty files and NaN/Inf are errors naming the file, row and column.
+pub fn read_csv_matrix(path: &Path) -> Result<Mat<f64>> {
+    let ferr = |reason: String| Error::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut rd = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| ferr(e.to_string()))?;
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    for (k, rec) in rd.records().enumerate() {
+        let rec = rec.map_err(|e| ferr(e.to_string()))?;
+        let parsed: std::result::Result<Vec<f64>, _> = rec.iter().map(str::parse::<f64>).collect();
+        match parsed {
+            Ok(row) => {
+                if let Some(j) = row.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite {
+                        what: format!("{} (line {}, column {})", path.display(), k + 1, j + 1),
+                        index: rows.len() * row.len() + j,
+                    });
+                }
+                if let Some(first) = rows.first()
+                    && first.len() != row.len()
+                {
+                    return Err(ferr(format!(
+                        "line {} has {} values, earlier lines have {}: every row must have the same number of columns",
+                        k + 1,
+                        row.len(),
+                        first.len()
+                    )));
+                }
+                rows.push(row);
+            }
+            Err(e) if k == 0 => {
+                let _ = e; // a header line
+            }
+            Err(e) => {
+                return Err(ferr(format!("line {} is not numeric ({e})", k + 1)));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(ferr("no numeric rows".into()));
+    }
+    let (r, c) = (rows.len(), rows[0].len());
+    Ok(Mat::from_fn(r, c, |i, j| rows[i][j]))
+}
