@@ -2,10 +2,14 @@
 //! [`Problem`]; the shared run loop ([`crate::run`]) owns everything else (limits, stopping,
 //! divergence, records, observers).
 
+mod bome;
+mod f2sa;
 mod pbgd;
 mod rules;
 mod value;
 
+pub use bome::Bome;
+pub use f2sa::F2sa;
 pub use pbgd::{Pbgd, Update};
 pub use rules::{GammaSchedule, StepRule, resolve_smoothness};
 pub use value::{InnerLoop, ValueFunction};
