@@ -2,8 +2,10 @@
 //! return data — claims with PASS/FAIL, tables, figure data and traces. Drawing and writing
 //! files is the command-line tool's job; everything here is plain data.
 
+mod cleaning;
 mod example1;
 
+pub use cleaning::Fig4;
 pub use example1::{Fig1, Fig2};
 
 use crate::error::Result;
@@ -240,7 +242,7 @@ pub trait Experiment: Send + Sync {
 
 /// Every shipped experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
-    vec![Box::new(Fig1), Box::new(Fig2)]
+    vec![Box::new(Fig1), Box::new(Fig2), Box::new(Fig4)]
 }
 
 /// The experiment called `name`.
