@@ -46,10 +46,40 @@ fn ferr(path: &Path, reason: impl Into<String>) -> Error {
 pub fn read_table(path: &Path) -> Result<Mat<f64>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "npy" => crate::npy::read_matrix(path),
+        "npy" => read_npy(path),
         "csv" | "txt" => read_csv(path),
         other => Err(ferr(path, format!("unknown extension `{other}`: use .npy or .csv"))),
     }
+}
+
+/// `.npy` reading. Kept local because `crate::npy::read_matrix` compares npyz's dtype
+/// description, which carries Python quotes ('<f8'), without stripping them and so rejects
+/// every file; this version strips them.
+fn read_npy(path: &Path) -> Result<Mat<f64>> {
+    let bytes = std::fs::read(path).map_err(|e| ferr(path, e.to_string()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| ferr(path, format!("not a valid .npy file ({e})")))?;
+    let shape = npy.shape().to_vec();
+    let order = npy.order();
+    let (rows, cols) = match shape.as_slice() {
+        [n] => (*n as usize, 1usize),
+        [r, c] => (*r as usize, *c as usize),
+        s => return Err(ferr(path, format!("expected a 1-D or 2-D array, found shape {s:?}"))),
+    };
+    let descr = npy.dtype().descr();
+    let data: Vec<f64> = match descr.trim_matches(['\'', '"']).trim_start_matches(['<', '|', '=']) {
+        "f8" => npy.into_vec::<f64>().map_err(|e| ferr(path, e.to_string()))?,
+        "f4" => npy.into_vec::<f32>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(f64::from).collect(),
+        "i8" => npy.into_vec::<i64>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(|x| x as f64).collect(),
+        "i4" => npy.into_vec::<i32>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(f64::from).collect(),
+        other => return Err(ferr(path, format!("unsupported dtype {other}; save the array as float64, float32, int64 or int32"))),
+    };
+    if data.len() != rows * cols {
+        return Err(ferr(path, format!("truncated: the header promises {} values, the file holds {}", rows * cols, data.len())));
+    }
+    Ok(match order {
+        npyz::Order::C => Mat::from_fn(rows, cols, |i, j| data[i * cols + j]),
+        npyz::Order::Fortran => Mat::from_fn(rows, cols, |i, j| data[i + j * rows]),
+    })
 }
 
 fn read_csv(path: &Path) -> Result<Mat<f64>> {
