@@ -5,7 +5,7 @@
 mod cleaning;
 mod example1;
 
-pub use cleaning::Fig4;
+pub use cleaning::{CleaningStudy, Fig4};
 pub use example1::{Fig1, Fig2};
 
 use crate::error::Result;
@@ -242,7 +242,7 @@ pub trait Experiment: Send + Sync {
 
 /// Every shipped experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
-    vec![Box::new(Fig1), Box::new(Fig2), Box::new(Fig4)]
+    vec![Box::new(Fig1), Box::new(Fig2), Box::new(Fig4), Box::new(CleaningStudy)]
 }
 
 /// The experiment called `name`.
