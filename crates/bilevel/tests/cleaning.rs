@@ -39,13 +39,18 @@ fn small_clusters(seed: u64, p: f64) -> CleaningData {
 fn random_point(p: &dyn Problem, seed: u64, scale: f64) -> (Vec<f64>, Vec<f64>) {
     let mut r = bilevel::seeds::rng(seed, bilevel::seeds::Stream::Init);
     let u = (0..p.dim_u()).map(|_| r.random_range(-2.0..2.0)).collect();
-    let v = (0..p.dim_v()).map(|_| scale * r.random_range(-1.0..1.0)).collect();
+    let v = (0..p.dim_v())
+        .map(|_| scale * r.random_range(-1.0..1.0))
+        .collect();
     (u, v)
 }
 
 #[test]
 fn gradients_match_finite_differences_for_both_losses() {
-    for loss in [CleaningLoss::LeastSquares, CleaningLoss::SoftmaxCrossEntropy] {
+    for loss in [
+        CleaningLoss::LeastSquares,
+        CleaningLoss::SoftmaxCrossEntropy,
+    ] {
         for (lambda, u_scale) in [(0.0, 1.0), (0.3, 2.5)] {
             let p = Cleaning::new(
                 small_clusters(1, 0.3),
@@ -78,10 +83,20 @@ fn exact_lower_level_solution_zeroes_the_gradient() {
     // Ridge (λ > 0, N > m) and the λ = 0 pseudo-inverse case with m > N (singular system).
     let cases = [
         (small_clusters(5, 0.4), 0.7),
-        (CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(), 0.0),
+        (
+            CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(),
+            0.0,
+        ),
     ];
     for (data, lambda) in cases {
-        let p = Cleaning::new(data, CleaningSettings { lambda, ..Default::default() }).unwrap();
+        let p = Cleaning::new(
+            data,
+            CleaningSettings {
+                lambda,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let (u, _) = random_point(&p, 7, 1.0);
         let mut w = vec![0.0; p.dim_v()];
         assert!(p.ll_solution(&u, &mut w));
@@ -90,7 +105,10 @@ fn exact_lower_level_solution_zeroes_the_gradient() {
         let mut gv0 = vec![0.0; p.dim_v()];
         p.g(&u, &vec![0.0; p.dim_v()], None, Some(&mut gv0));
         let rel = bilevel::linalg::norm(&gv) / bilevel::linalg::norm(&gv0);
-        assert!(rel <= 1e-10, "lambda={lambda}: relative gradient at w* = {rel:e}");
+        assert!(
+            rel <= 1e-10,
+            "lambda={lambda}: relative gradient at w* = {rel:e}"
+        );
         // No nearby point is lower (convexity check along random directions).
         let mut r = bilevel::seeds::rng(9, bilevel::seeds::Stream::Run);
         for _ in 0..5 {
@@ -109,7 +127,10 @@ fn exact_lower_level_solution_zeroes_the_gradient() {
                 .flat_map(|i| (0..n).map(move |j| (i, j)))
                 .map(|(i, j)| proj[(i, j)].abs())
                 .fold(0.0, f64::max);
-            assert!(worst <= 1e-10, "least-norm solution leaks into validation directions: {worst:e}");
+            assert!(
+                worst <= 1e-10,
+                "least-norm solution leaks into validation directions: {worst:e}"
+            );
         }
     }
 }
@@ -149,12 +170,18 @@ fn idx_reader_reads_gzip_and_raw_and_rejects_bad_files() {
     assert_eq!(a, b);
     assert_eq!(a.dims, vec![2, 2, 3]);
     assert_eq!(a.items(), (2, 6));
-    assert_eq!(a.to_f64(), payload.iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+    assert_eq!(
+        a.to_f64(),
+        payload.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()
+    );
 
     // Truncated payload, raw and gzip.
     std::fs::write(d.join("short.idx"), &good[..good.len() - 5]).unwrap();
     let msg = file_error_text(read_idx(&d.join("short.idx")));
-    assert!(msg.contains("truncated") && msg.contains("short.idx"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("short.idx"),
+        "{msg}"
+    );
     let gz = gzip(&good);
     std::fs::write(d.join("short.gz"), &gz[..gz.len() / 2]).unwrap();
     let msg = file_error_text(read_idx(&d.join("short.gz")));
@@ -197,10 +224,19 @@ fn fake_fashion(dir: &std::path::Path, n: u32, k: u32, gz: bool) {
     for (prefix, count) in [("train", n), ("t10k", k)] {
         // Pixel 0 of image k is k (identifies it), the rest a fixed pattern.
         let px: Vec<u8> = (0..count * 16)
-            .map(|i| if i % 16 == 0 { (i / 16) as u8 } else { (i * 37 % 256) as u8 })
+            .map(|i| {
+                if i % 16 == 0 {
+                    (i / 16) as u8
+                } else {
+                    (i * 37 % 256) as u8
+                }
+            })
             .collect();
         let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
-        write(&format!("{prefix}-images-idx3-ubyte"), idx_u8(&[count, 4, 4], &px));
+        write(
+            &format!("{prefix}-images-idx3-ubyte"),
+            idx_u8(&[count, 4, 4], &px),
+        );
         let mut lb = vec![0u8, 0, 0x08, 1];
         lb.extend_from_slice(&count.to_be_bytes());
         lb.extend_from_slice(&labels);
@@ -222,7 +258,10 @@ fn fashion_loader_counts_split_and_corruption_on_small_files() {
             seed: 3,
         };
         let data = load_fashion_mnist(&cfg).unwrap();
-        assert_eq!((data.train.len(), data.val.len(), data.test.len()), (20, 10, 12));
+        assert_eq!(
+            (data.train.len(), data.val.len(), data.test.len()),
+            (20, 10, 12)
+        );
         assert_eq!(data.features(), 16);
         assert_eq!(data.classes, 10);
         assert_eq!(data.corrupted.iter().filter(|&&c| c).count(), 10);
@@ -236,13 +275,20 @@ fn fashion_loader_counts_split_and_corruption_on_small_files() {
         // 10): every corrupted label differs from the true one, every clean one matches.
         for i in 0..20 {
             let k = (x[(i, 0)] * 255.0).round() as usize;
-            assert_eq!(data.train.labels[i] != k % 10, data.corrupted[i], "sample {i}");
+            assert_eq!(
+                data.train.labels[i] != k % 10,
+                data.corrupted[i],
+                "sample {i}"
+            );
         }
         // Same seed, same split.
         let again = load_fashion_mnist(&cfg).unwrap();
         assert_eq!(again.train.labels, data.train.labels);
         // Asking for more than the file holds is an error naming the limit.
-        let too_many = FashionMnistConfig { n_trn: 35, ..cfg.clone() };
+        let too_many = FashionMnistConfig {
+            n_trn: 35,
+            ..cfg.clone()
+        };
         let e = load_fashion_mnist(&too_many).unwrap_err().to_string();
         assert!(e.contains("<= 40"), "{e}");
     }
@@ -279,22 +325,53 @@ fn user_data_loads_csv_and_npy_and_rejects_bad_input() {
     assert_eq!(data.val.x[(1, 2)], 0.6);
 
     // Labels out of range for the stated number of classes.
-    let e = load_user_data(&UserDataPaths { classes: Some(2), ..paths.clone() }).unwrap_err().to_string();
+    let e = load_user_data(&UserDataPaths {
+        classes: Some(2),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("out of range") && e.contains("0..2"), "{e}");
     // Row counts that disagree.
     std::fs::write(d.join("yshort.csv"), "0\n1\n").unwrap();
-    let e = load_user_data(&UserDataPaths { val_y: d.join("yshort.csv"), ..paths.clone() }).unwrap_err();
+    let e = load_user_data(&UserDataPaths {
+        val_y: d.join("yshort.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     assert!(e.to_string().contains("validation set"), "{e}");
     // NaN features.
-    std::fs::write(d.join("xnan.csv"), "0.1,0.2,0.3\n0.4,NaN,0.6\n0.7,0.8,0.9\n").unwrap();
-    let e = load_user_data(&UserDataPaths { val_x: d.join("xnan.csv"), ..paths.clone() }).unwrap_err().to_string();
-    assert!(e.contains("non-finite") && e.contains("sample 1, feature 1"), "{e}");
+    std::fs::write(
+        d.join("xnan.csv"),
+        "0.1,0.2,0.3\n0.4,NaN,0.6\n0.7,0.8,0.9\n",
+    )
+    .unwrap();
+    let e = load_user_data(&UserDataPaths {
+        val_x: d.join("xnan.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("non-finite") && e.contains("sample 1, feature 1"),
+        "{e}"
+    );
     // Non-integer labels and unknown extensions.
     std::fs::write(d.join("yfrac.csv"), "0\n1.5\n2\n").unwrap();
-    let e = load_user_data(&UserDataPaths { val_y: d.join("yfrac.csv"), ..paths.clone() }).unwrap_err().to_string();
+    let e = load_user_data(&UserDataPaths {
+        val_y: d.join("yfrac.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not a non-negative integer"), "{e}");
-    let e = load_user_data(&UserDataPaths { val_x: d.join("x.parquet"), ..paths.clone() }).unwrap_err().to_string();
+    let e = load_user_data(&UserDataPaths {
+        val_x: d.join("x.parquet"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(".npy or .csv"), "{e}");
 }
 
@@ -302,26 +379,70 @@ fn user_data_loads_csv_and_npy_and_rejects_bad_input() {
 fn data_checks_give_clear_errors() {
     let x = Mat::from_fn(4, 2, |i, j| (i + j) as f64);
     let ok = || Split::new(x.clone(), vec![0, 1, 0, 1]);
-    let e = CleaningData::new(Split::new(x.clone(), vec![0, 1, 3, 1]), ok(), Split::empty(2), 2, None, "t")
-        .unwrap_err()
-        .to_string();
+    let e = CleaningData::new(
+        Split::new(x.clone(), vec![0, 1, 3, 1]),
+        ok(),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("label 3 of sample 2 is out of range"), "{e}");
-    let e = CleaningData::new(ok(), Split::new(x.clone(), vec![0, 1]), Split::empty(2), 2, None, "t").unwrap_err();
+    let e = CleaningData::new(
+        ok(),
+        Split::new(x.clone(), vec![0, 1]),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     let mut xn = x.clone();
     xn[(2, 1)] = f64::NAN;
-    let e = CleaningData::new(Split::new(xn, vec![0, 1, 0, 1]), ok(), Split::empty(2), 2, None, "t")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("NaN") && e.contains("sample 2, feature 1"), "{e}");
-    let e = CleaningData::new(ok(), Split::new(Mat::zeros(4, 3), vec![0, 1, 0, 1]), Split::empty(2), 2, None, "t")
-        .unwrap_err();
+    let e = CleaningData::new(
+        Split::new(xn, vec![0, 1, 0, 1]),
+        ok(),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("NaN") && e.contains("sample 2, feature 1"),
+        "{e}"
+    );
+    let e = CleaningData::new(
+        ok(),
+        Split::new(Mat::zeros(4, 3), vec![0, 1, 0, 1]),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     let e = CleaningData::new(ok(), ok(), Split::empty(2), 2, Some(vec![true]), "t").unwrap_err();
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
-    assert!(CleaningData::paper_regime(0, 10, 10, 15, 3, 0.5).unwrap_err().to_string().contains("m >= n_trn + n_val"));
+    assert!(
+        CleaningData::paper_regime(0, 10, 10, 15, 3, 0.5)
+            .unwrap_err()
+            .to_string()
+            .contains("m >= n_trn + n_val")
+    );
     let data = CleaningData::new(ok(), ok(), Split::empty(2), 2, None, "t").unwrap();
-    let e = Cleaning::new(data, CleaningSettings { lambda: -1.0, ..Default::default() }).unwrap_err();
+    let e = Cleaning::new(
+        data,
+        CleaningSettings {
+            lambda: -1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("lambda"), "{e}");
 }
 
@@ -349,7 +470,11 @@ fn every_solver_reaches_the_certified_optimum_in_the_papers_regime() {
         Box::new(Pbgd::gauss_seidel(10.0)),
         Box::new(Pbgd::jacobi(10.0)),
         Box::new(Pbgd::v_pbgd(1.0, 10.0, 300, None)),
-        Box::new(Pbgd::gauss_seidel(10.0).with_inner(InnerLoop::Gd { steps: 5, warm: true, beta: None })),
+        Box::new(Pbgd::gauss_seidel(10.0).with_inner(InnerLoop::Gd {
+            steps: 5,
+            warm: true,
+            beta: None,
+        })),
         Box::new(F2sa::new(1.0, 10.0, 300)),
         Box::new(Bome::new(0.5, 10, 10.0)),
     ];
@@ -357,18 +482,34 @@ fn every_solver_reaches_the_certified_optimum_in_the_papers_regime() {
         let out = run_to(&p, s.as_mut(), 40_000);
         let r = out.last();
         // f* = 0 and min L_γ = 0 are certified by the orthogonal construction (checked above).
-        assert!(r.l_gamma <= 1e-8 && r.f <= 1e-8, "{}: L = {:e}, f = {:e}", s.name(), r.l_gamma, r.f);
+        assert!(
+            r.l_gamma <= 1e-8 && r.f <= 1e-8,
+            "{}: L = {:e}, f = {:e}",
+            s.name(),
+            r.l_gamma,
+            r.f
+        );
         assert!(r.f_gap.abs() <= 1e-8, "{}", s.name());
     }
 }
 
 #[test]
 fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
-    let data = CleaningData::gaussian_clusters(&ClusterConfig { p: 0.5, seed: 1, ..Default::default() }).unwrap();
+    let data = CleaningData::gaussian_clusters(&ClusterConfig {
+        p: 0.5,
+        seed: 1,
+        ..Default::default()
+    })
+    .unwrap();
     let u_scale = 30.0;
     let p = Cleaning::new(
         data,
-        CleaningSettings { lambda: 1.0, u_scale, bound: 10.0 / u_scale, ..Default::default() },
+        CleaningSettings {
+            lambda: 1.0,
+            u_scale,
+            bound: 10.0 / u_scale,
+            ..Default::default()
+        },
     )
     .unwrap();
     let un = p.reference_unweighted().unwrap();
@@ -384,8 +525,19 @@ fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
         let e = p.evaluate(&out.v);
         let (_, recall, f1) = p.cleaning_scores(&out.u);
         let gap_closed = (e.test_acc - un.eval.test_acc) / (or.eval.test_acc - un.eval.test_acc);
-        assert!(gap_closed >= 0.5, "{}: test acc {:.3} (unweighted {:.3}, oracle {:.3})", s.name(), e.test_acc, un.eval.test_acc, or.eval.test_acc);
-        assert!(recall >= 0.8 && f1 >= 0.6, "{}: recall {recall:.3}, F1 {f1:.3}", s.name());
+        assert!(
+            gap_closed >= 0.5,
+            "{}: test acc {:.3} (unweighted {:.3}, oracle {:.3})",
+            s.name(),
+            e.test_acc,
+            un.eval.test_acc,
+            or.eval.test_acc
+        );
+        assert!(
+            recall >= 0.8 && f1 >= 0.6,
+            "{}: recall {recall:.3}, F1 {f1:.3}",
+            s.name()
+        );
     }
 }
 
@@ -393,14 +545,22 @@ fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
 fn softmax_variant_runs_with_inner_gradient_loops_and_its_fit_is_stationary() {
     let p = Cleaning::new(
         small_clusters(21, 0.4),
-        CleaningSettings { loss: CleaningLoss::SoftmaxCrossEntropy, lambda: 0.1, ..Default::default() },
+        CleaningSettings {
+            loss: CleaningLoss::SoftmaxCrossEntropy,
+            lambda: 0.1,
+            ..Default::default()
+        },
     )
     .unwrap();
     assert!(!p.has_ll_solution());
     let r = p.reference_unweighted().unwrap();
     let mut gv = vec![0.0; p.dim_v()];
     p.g(&vec![50.0; p.dim_u()], &r.w, None, Some(&mut gv));
-    assert!(bilevel::linalg::norm(&gv) <= 1e-6, "CE fit gradient {:e}", bilevel::linalg::norm(&gv));
+    assert!(
+        bilevel::linalg::norm(&gv) <= 1e-6,
+        "CE fit gradient {:e}",
+        bilevel::linalg::norm(&gv)
+    );
     let solvers: Vec<Box<dyn Solver>> = vec![
         Box::new(Pbgd::gauss_seidel(10.0)),
         Box::new(F2sa::new(1.0, 10.0, 100)),
@@ -410,15 +570,34 @@ fn softmax_variant_runs_with_inner_gradient_loops_and_its_fit_is_stationary() {
         let out = run_to(&p, s.as_mut(), 2000);
         let (first, last) = (&out.trace.records[0], out.last());
         // Reweighting must beat training on all samples on the upper-level objective.
-        assert!(last.f < r.f, "{}: f {} -> {} (unweighted reference {})", s.name(), first.f, last.f, r.f);
-        assert!(last.ll_gap.abs() < 0.05 * first.g, "{}: gap {}", s.name(), last.ll_gap);
+        assert!(
+            last.f < r.f,
+            "{}: f {} -> {} (unweighted reference {})",
+            s.name(),
+            first.f,
+            last.f,
+            r.f
+        );
+        assert!(
+            last.ll_gap.abs() < 0.05 * first.g,
+            "{}: gap {}",
+            s.name(),
+            last.ll_gap
+        );
     }
 }
 
 #[test]
 fn same_seed_same_numbers() {
     let mk = || {
-        let p = Cleaning::new(small_clusters(2, 0.5), CleaningSettings { lambda: 0.5, ..Default::default() }).unwrap();
+        let p = Cleaning::new(
+            small_clusters(2, 0.5),
+            CleaningSettings {
+                lambda: 0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut s = Bome::new(0.5, 3, 10.0);
         run_to(&p, &mut s, 200).trace
     };
@@ -428,28 +607,73 @@ fn same_seed_same_numbers() {
 #[test]
 fn fashion_mnist_subset_reweighting_beats_unweighted() {
     let dir = PathBuf::from(FASHION_MNIST_DIR);
-    if !dir.join("train-images-idx3-ubyte.gz").exists() && !dir.join("train-images-idx3-ubyte").exists() {
-        println!("SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)");
-        eprintln!("SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)");
+    if !dir.join("train-images-idx3-ubyte.gz").exists()
+        && !dir.join("train-images-idx3-ubyte").exists()
+    {
+        println!(
+            "SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
+        );
+        eprintln!(
+            "SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
+        );
         return;
     }
-    let full = load_fashion_mnist(&FashionMnistConfig { n_trn: 5000, n_val: 5000, n_test: 10_000, ..Default::default() }).unwrap();
-    assert_eq!((full.train.len(), full.val.len(), full.test.len(), full.features()), (5000, 5000, 10_000, 784));
+    let full = load_fashion_mnist(&FashionMnistConfig {
+        n_trn: 5000,
+        n_val: 5000,
+        n_test: 10_000,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (
+            full.train.len(),
+            full.val.len(),
+            full.test.len(),
+            full.features()
+        ),
+        (5000, 5000, 10_000, 784)
+    );
     assert_eq!(full.corrupted.iter().filter(|&&c| c).count(), 2500);
     drop(full);
     // A 1,000 / 1,000 / 2,000 subset, BOME for 300 iterations (about 6 s here). The model
     // compared is the lower-level solution retrained at the final weights (same λ), which
     // never sees the validation set, against training on all samples.
-    let cfg = FashionMnistConfig { n_trn: 1000, n_val: 1000, n_test: 2000, ..Default::default() };
+    let cfg = FashionMnistConfig {
+        n_trn: 1000,
+        n_val: 1000,
+        n_test: 2000,
+        ..Default::default()
+    };
     let data = load_fashion_mnist(&cfg).unwrap();
-    assert_eq!((data.train.len(), data.val.len(), data.test.len()), (1000, 1000, 2000));
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.test.len()),
+        (1000, 1000, 2000)
+    );
     let u_scale = 10.0;
-    let p = Cleaning::new(data, CleaningSettings { lambda: 1.0, u_scale, bound: 10.0 / u_scale, ..Default::default() }).unwrap();
+    let p = Cleaning::new(
+        data,
+        CleaningSettings {
+            lambda: 1.0,
+            u_scale,
+            bound: 10.0 / u_scale,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let un = p.reference_unweighted().unwrap();
     let mut s = Bome::new(0.5, 5, 10.0).with_u_step_ratio(u_scale * u_scale);
     let out = run_to(&p, &mut s, 300);
     let w = p.fit(&p.weights(&out.u)).unwrap();
     let e = p.evaluate(&w);
-    println!("Fashion-MNIST subset: retrained test accuracy {:.4}, unweighted {:.4}", e.test_acc, un.eval.test_acc);
-    assert!(e.test_acc > un.eval.test_acc + 0.02, "reweighted {:.3} vs unweighted {:.3}", e.test_acc, un.eval.test_acc);
+    println!(
+        "Fashion-MNIST subset: retrained test accuracy {:.4}, unweighted {:.4}",
+        e.test_acc, un.eval.test_acc
+    );
+    assert!(
+        e.test_acc > un.eval.test_acc + 0.02,
+        "reweighted {:.3} vs unweighted {:.3}",
+        e.test_acc,
+        un.eval.test_acc
+    );
 }

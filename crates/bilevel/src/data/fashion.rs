@@ -71,7 +71,10 @@ fn load_pair(dir: &Path, prefix: &str) -> Result<(IdxArray, IdxArray, PathBuf)> 
     if images.dims.len() != 3 || images.type_code != 0x08 {
         return Err(Error::File {
             path: ip.display().to_string(),
-            reason: format!("expected unsigned-byte images of 3 dimensions, found type {:#04x} with sizes {:?}", images.type_code, images.dims),
+            reason: format!(
+                "expected unsigned-byte images of 3 dimensions, found type {:#04x} with sizes {:?}",
+                images.type_code, images.dims
+            ),
         });
     }
     if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
@@ -94,7 +97,10 @@ fn rows(images: &IdxArray, labels: &IdxArray, idx: &[usize]) -> Result<Split> {
         }
         let y = labels.get(k);
         if !(0.0..10.0).contains(&y) {
-            return Err(Error::data("Fashion-MNIST labels", format!("label {y} of item {k} is out of range 0..10 (corrupt file)")));
+            return Err(Error::data(
+                "Fashion-MNIST labels",
+                format!("label {y} of item {k} is out of range 0..10 (corrupt file)"),
+            ));
         }
         l.push(y as usize);
     }
@@ -110,11 +116,18 @@ pub fn load_fashion_mnist(cfg: &FashionMnistConfig) -> Result<CleaningData> {
         return Err(Error::setting(
             "n_trn + n_val",
             cfg.n_trn + cfg.n_val,
-            format!("need 1 <= n_trn, n_val and n_trn + n_val <= {total} (the training images in {})", tpath.display()),
+            format!(
+                "need 1 <= n_trn, n_val and n_trn + n_val <= {total} (the training images in {})",
+                tpath.display()
+            ),
         ));
     }
     if cfg.n_test > si.dims[0] {
-        return Err(Error::setting("n_test", cfg.n_test, format!("at most {} test images", si.dims[0])));
+        return Err(Error::setting(
+            "n_test",
+            cfg.n_test,
+            format!("at most {} test images", si.dims[0]),
+        ));
     }
     let mut r = rng(cfg.seed, Stream::Data);
     let mut idx: Vec<usize> = (0..total).collect();

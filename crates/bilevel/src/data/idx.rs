@@ -59,8 +59,12 @@ impl IdxArray {
             0x08 => f64::from(b[k]),
             0x09 => f64::from(b[k] as i8),
             0x0B => f64::from(i16::from_be_bytes([b[2 * k], b[2 * k + 1]])),
-            0x0C => f64::from(i32::from_be_bytes(b[4 * k..4 * k + 4].try_into().expect("4 bytes"))),
-            0x0D => f64::from(f32::from_be_bytes(b[4 * k..4 * k + 4].try_into().expect("4 bytes"))),
+            0x0C => f64::from(i32::from_be_bytes(
+                b[4 * k..4 * k + 4].try_into().expect("4 bytes"),
+            )),
+            0x0D => f64::from(f32::from_be_bytes(
+                b[4 * k..4 * k + 4].try_into().expect("4 bytes"),
+            )),
             _ => f64::from_be_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes")),
         }
     }
@@ -74,7 +78,13 @@ impl IdxArray {
     /// errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         if bytes.len() < 4 {
-            return Err(err(path, format!("not an IDX file: {} bytes, shorter than the 4-byte header", bytes.len())));
+            return Err(err(
+                path,
+                format!(
+                    "not an IDX file: {} bytes, shorter than the 4-byte header",
+                    bytes.len()
+                ),
+            ));
         }
         if bytes[0] != 0 || bytes[1] != 0 {
             return Err(err(
@@ -95,10 +105,19 @@ impl IdxArray {
         }
         let head = 4 + 4 * nd;
         if bytes.len() < head {
-            return Err(err(path, format!("truncated IDX file: the header declares {nd} dimensions but the file ends after {} bytes", bytes.len())));
+            return Err(err(
+                path,
+                format!(
+                    "truncated IDX file: the header declares {nd} dimensions but the file ends after {} bytes",
+                    bytes.len()
+                ),
+            ));
         }
         let dims: Vec<usize> = (0..nd)
-            .map(|k| u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().expect("4 bytes")) as usize)
+            .map(|k| {
+                u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().expect("4 bytes"))
+                    as usize
+            })
             .collect();
         let count = dims
             .iter()
@@ -109,11 +128,19 @@ impl IdxArray {
         if have < count {
             return Err(err(
                 path,
-                format!("truncated IDX file: the header promises {dims:?} values ({count} bytes of data), the file holds {have}; download or install it again"),
+                format!(
+                    "truncated IDX file: the header promises {dims:?} values ({count} bytes of data), the file holds {have}; download or install it again"
+                ),
             ));
         }
         if have > count {
-            return Err(err(path, format!("corrupt IDX file: {} bytes of data beyond the {dims:?} values the header declares", have - count)));
+            return Err(err(
+                path,
+                format!(
+                    "corrupt IDX file: {} bytes of data beyond the {dims:?} values the header declares",
+                    have - count
+                ),
+            ));
         }
         Ok(IdxArray {
             dims,
@@ -130,7 +157,14 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| err(path, format!("corrupt or truncated gzip stream ({e}); download or install the file again")))?;
+            .map_err(|e| {
+                err(
+                    path,
+                    format!(
+                        "corrupt or truncated gzip stream ({e}); download or install the file again"
+                    ),
+                )
+            })?;
         out
     } else {
         raw

@@ -44,11 +44,18 @@ fn ferr(path: &Path, reason: impl Into<String>) -> Error {
 /// per sample; a first line that does not parse as numbers is taken as a header). NaN and Inf
 /// are kept here and rejected by [`CleaningData::new`] with the sample and feature named.
 pub fn read_table(path: &Path) -> Result<Mat<f64>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "npy" => read_npy(path),
         "csv" | "txt" => read_csv(path),
-        other => Err(ferr(path, format!("unknown extension `{other}`: use .npy or .csv"))),
+        other => Err(ferr(
+            path,
+            format!("unknown extension `{other}`: use .npy or .csv"),
+        )),
     }
 }
 
@@ -57,24 +64,64 @@ pub fn read_table(path: &Path) -> Result<Mat<f64>> {
 /// every file; this version strips them.
 fn read_npy(path: &Path) -> Result<Mat<f64>> {
     let bytes = std::fs::read(path).map_err(|e| ferr(path, e.to_string()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| ferr(path, format!("not a valid .npy file ({e})")))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| ferr(path, format!("not a valid .npy file ({e})")))?;
     let shape = npy.shape().to_vec();
     let order = npy.order();
     let (rows, cols) = match shape.as_slice() {
         [n] => (*n as usize, 1usize),
         [r, c] => (*r as usize, *c as usize),
-        s => return Err(ferr(path, format!("expected a 1-D or 2-D array, found shape {s:?}"))),
+        s => {
+            return Err(ferr(
+                path,
+                format!("expected a 1-D or 2-D array, found shape {s:?}"),
+            ));
+        }
     };
     let descr = npy.dtype().descr();
-    let data: Vec<f64> = match descr.trim_matches(['\'', '"']).trim_start_matches(['<', '|', '=']) {
-        "f8" => npy.into_vec::<f64>().map_err(|e| ferr(path, e.to_string()))?,
-        "f4" => npy.into_vec::<f32>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(f64::from).collect(),
-        "i8" => npy.into_vec::<i64>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(|x| x as f64).collect(),
-        "i4" => npy.into_vec::<i32>().map_err(|e| ferr(path, e.to_string()))?.into_iter().map(f64::from).collect(),
-        other => return Err(ferr(path, format!("unsupported dtype {other}; save the array as float64, float32, int64 or int32"))),
+    let data: Vec<f64> = match descr
+        .trim_matches(['\'', '"'])
+        .trim_start_matches(['<', '|', '='])
+    {
+        "f8" => npy
+            .into_vec::<f64>()
+            .map_err(|e| ferr(path, e.to_string()))?,
+        "f4" => npy
+            .into_vec::<f32>()
+            .map_err(|e| ferr(path, e.to_string()))?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        "i8" => npy
+            .into_vec::<i64>()
+            .map_err(|e| ferr(path, e.to_string()))?
+            .into_iter()
+            .map(|x| x as f64)
+            .collect(),
+        "i4" => npy
+            .into_vec::<i32>()
+            .map_err(|e| ferr(path, e.to_string()))?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        other => {
+            return Err(ferr(
+                path,
+                format!(
+                    "unsupported dtype {other}; save the array as float64, float32, int64 or int32"
+                ),
+            ));
+        }
     };
     if data.len() != rows * cols {
-        return Err(ferr(path, format!("truncated: the header promises {} values, the file holds {}", rows * cols, data.len())));
+        return Err(ferr(
+            path,
+            format!(
+                "truncated: the header promises {} values, the file holds {}",
+                rows * cols,
+                data.len()
+            ),
+        ));
     }
     Ok(match order {
         npyz::Order::C => Mat::from_fn(rows, cols, |i, j| data[i * cols + j]),
@@ -91,13 +138,22 @@ fn read_csv(path: &Path) -> Result<Mat<f64>> {
     let mut rows: Vec<Vec<f64>> = Vec::new();
     for (k, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| ferr(path, e.to_string()))?;
-        let parsed: std::result::Result<Vec<f64>, _> = rec.iter().map(|s| s.parse::<f64>()).collect();
+        let parsed: std::result::Result<Vec<f64>, _> =
+            rec.iter().map(|s| s.parse::<f64>()).collect();
         match parsed {
             Ok(v) => {
                 if let Some(first) = rows.first()
                     && first.len() != v.len()
                 {
-                    return Err(ferr(path, format!("line {}: {} columns, the first data line has {}", k + 1, v.len(), first.len())));
+                    return Err(ferr(
+                        path,
+                        format!(
+                            "line {}: {} columns, the first data line has {}",
+                            k + 1,
+                            v.len(),
+                            first.len()
+                        ),
+                    ));
                 }
                 rows.push(v);
             }
@@ -115,7 +171,10 @@ fn read_csv(path: &Path) -> Result<Mat<f64>> {
 fn read_labels(path: &Path) -> Result<Vec<usize>> {
     let m = read_table(path)?;
     if m.ncols() != 1 {
-        return Err(ferr(path, format!("labels must be one column, found {}", m.ncols())));
+        return Err(ferr(
+            path,
+            format!("labels must be one column, found {}", m.ncols()),
+        ));
     }
     (0..m.nrows())
         .map(|i| {
@@ -123,7 +182,10 @@ fn read_labels(path: &Path) -> Result<Vec<usize>> {
             if y.is_finite() && y >= 0.0 && y.fract() == 0.0 {
                 Ok(y as usize)
             } else {
-                Err(ferr(path, format!("row {i}: label {y} is not a non-negative integer class index")))
+                Err(ferr(
+                    path,
+                    format!("row {i}: label {y} is not a non-negative integer class index"),
+                ))
             }
         })
         .collect()
@@ -153,7 +215,10 @@ pub fn load_user_data(p: &UserDataPaths) -> Result<CleaningData> {
                 .map(|(i, c)| match c {
                     0 => Ok(false),
                     1 => Ok(true),
-                    _ => Err(ferr(path, format!("row {i}: the corruption mask holds 0 or 1, found {c}"))),
+                    _ => Err(ferr(
+                        path,
+                        format!("row {i}: the corruption mask holds 0 or 1, found {c}"),
+                    )),
                 })
                 .collect::<Result<Vec<bool>>>()?,
         ),

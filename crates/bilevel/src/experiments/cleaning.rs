@@ -2,9 +2,9 @@
 //! and the realistic cleaning study (Gaussian clusters with label flips, Fashion-MNIST).
 
 use super::{Claim, Context, CurveGroup, Experiment, Figure, Panel, Report, Table, quantiles};
+use crate::data::{FASHION_MNIST_DIR, FashionMnistConfig, load_fashion_mnist};
 use crate::error::Result;
 use crate::problem::Problem;
-use crate::data::{FASHION_MNIST_DIR, FashionMnistConfig, load_fashion_mnist};
 use crate::problems::cleaning::{Cleaning, CleaningData, CleaningSettings, ClusterConfig};
 use crate::run::{RunOptions, RunOutput, run};
 use crate::solvers::{Bome, F2sa, Pbgd, Solver};
@@ -27,8 +27,12 @@ struct PlBound<'a> {
 impl<'a> PlBound<'a> {
     fn new(p: &'a Cleaning) -> Self {
         let d = p.data();
-        let sq = |x: &faer::Mat<f64>, i: usize| (0..x.ncols()).map(|j| x[(i, j)] * x[(i, j)]).sum::<f64>();
-        let val_min = (0..d.val.len()).map(|i| sq(&d.val.x, i)).fold(f64::INFINITY, f64::min);
+        let sq = |x: &faer::Mat<f64>, i: usize| {
+            (0..x.ncols()).map(|j| x[(i, j)] * x[(i, j)]).sum::<f64>()
+        };
+        let val_min = (0..d.val.len())
+            .map(|i| sq(&d.val.x, i))
+            .fold(f64::INFINITY, f64::min);
         let trn_sq = (0..d.train.len()).map(|i| sq(&d.train.x, i)).collect();
         PlBound {
             p,
@@ -76,7 +80,11 @@ fn linear_rate(trace: &Trace, floor: f64) -> (f64, f64, Option<usize>) {
         .take_while(|r| r.l_gamma > floor)
         .map(|r| (r.iter as f64, r.l_gamma.log10()))
         .collect();
-    let reached = trace.records.iter().find(|r| r.l_gamma <= floor).map(|r| r.iter);
+    let reached = trace
+        .records
+        .iter()
+        .find(|r| r.l_gamma <= floor)
+        .map(|r| r.iter);
     if pts.len() < 3 {
         return (f64::NAN, f64::NAN, reached);
     }
@@ -101,7 +109,14 @@ fn linear_rate(trace: &Trace, floor: f64) -> (f64, f64, Option<usize>) {
 
 fn fig4_run(p: &Cleaning, solver: &mut dyn Solver, opts: &RunOptions) -> Result<Fig4Run> {
     let mut obs = PlBound::new(p);
-    let out: RunOutput = run(p, solver, &vec![0.0; p.dim_u()], &vec![0.0; p.dim_v()], opts, &mut [&mut obs])?;
+    let out: RunOutput = run(
+        p,
+        solver,
+        &vec![0.0; p.dim_u()],
+        &vec![0.0; p.dim_v()],
+        opts,
+        &mut [&mut obs],
+    )?;
     let (rate, worst_window, iters_to_target) = linear_rate(&out.trace, 1e-10);
     // min L_γ = 0 here (certified), so ½‖∇_v L_γ‖²/L_γ is the v-block PL ratio itself.
     let ratios = crate::diagnostics::pl_ratios(&out.trace, 0.0, 1e-14);
@@ -145,8 +160,14 @@ impl Experiment for Fig4 {
     }
     fn run(&self, ctx: &Context<'_>) -> Result<Report> {
         let t0 = Instant::now();
-        let (n_trn, n_val, m, classes) = if ctx.quick { (20, 10, 40, 4) } else { (40, 20, 80, 5) };
-        let seeds: Vec<u64> = (0..if ctx.quick { 3 } else { 8 }).map(|k| FIG4_SEED + k).collect();
+        let (n_trn, n_val, m, classes) = if ctx.quick {
+            (20, 10, 40, 4)
+        } else {
+            (40, 20, 80, 5)
+        };
+        let seeds: Vec<u64> = (0..if ctx.quick { 3 } else { 8 })
+            .map(|k| FIG4_SEED + k)
+            .collect();
         let p_noise = 0.5;
         let gamma = 10.0;
         let max_iter = 20_000;
@@ -182,10 +203,16 @@ impl Experiment for Fig4 {
                 Cleaning::new(d, CleaningSettings::default())
             })
             .collect::<Result<_>>()?;
-        let worst_offdiag = problems.iter().map(|p| p.gram_offdiag()).fold(0.0, f64::max);
+        let worst_offdiag = problems
+            .iter()
+            .map(|p| p.gram_offdiag())
+            .fold(0.0, f64::max);
         let mut claims = vec![Claim::new(
             "The generated instances are in the paper's regime: stacked train + validation Gram diagonal, λ = 0 (so f* = 0 and min L_γ = 0 are certified)",
-            format!("largest relative off-diagonal Gram entry {worst_offdiag:.1e} over {} instances", problems.len()),
+            format!(
+                "largest relative off-diagonal Gram entry {worst_offdiag:.1e} over {} instances",
+                problems.len()
+            ),
             "≤ 1e-10",
             problems.iter().all(|p| p.certified()),
         )];
@@ -203,7 +230,10 @@ impl Experiment for Fig4 {
                 .zip(&seeds)
                 .map(|(p, &seed)| {
                     let mut s = make();
-                    let o = RunOptions { seed, ..opts.clone() };
+                    let o = RunOptions {
+                        seed,
+                        ..opts.clone()
+                    };
                     let r = fig4_run(p, s.as_mut(), &o);
                     ctx.progress.inc(1);
                     r
@@ -264,9 +294,18 @@ impl Experiment for Fig4 {
             let series = |name: &str| -> Vec<Vec<(f64, f64)>> {
                 res.iter().filter_map(|r| r.trace.series(name)).collect()
             };
-            groups_l.push(CurveGroup { label: label.to_string(), runs: series("l_gamma") });
-            groups_f.push(CurveGroup { label: label.to_string(), runs: series("f") });
-            groups_gap.push(CurveGroup { label: label.to_string(), runs: series("ll_gap") });
+            groups_l.push(CurveGroup {
+                label: label.to_string(),
+                runs: series("l_gamma"),
+            });
+            groups_f.push(CurveGroup {
+                label: label.to_string(),
+                runs: series("f"),
+            });
+            groups_gap.push(CurveGroup {
+                label: label.to_string(),
+                runs: series("ll_gap"),
+            });
             groups_pl.push(CurveGroup {
                 label: label.to_string(),
                 runs: res
@@ -285,7 +324,10 @@ impl Experiment for Fig4 {
                 .unwrap_or("run")
                 .replace(['²', '–'], "");
             if let Some(r) = res.first() {
-                traces.push((format!("fig4-{}-{}", stem.to_lowercase(), traces.len()), r.trace.clone()));
+                traces.push((
+                    format!("fig4-{}-{}", stem.to_lowercase(), traces.len()),
+                    r.trace.clone(),
+                ));
             }
             if ctx.interrupted() {
                 break;
@@ -340,7 +382,6 @@ impl Experiment for Fig4 {
         })
     }
 }
-
 
 /// Outcome of one realistic cleaning run.
 #[derive(Debug, Clone)]
@@ -435,15 +476,22 @@ impl CleanSetup {
         let (g, r, it) = (self.gamma, self.u_scale * self.u_scale, self.iters);
         let mut v: Vec<(&'static str, MakeSolver)> = Vec::new();
         if with_pbgd {
-            v.push(("GS-PBGD", Box::new(move || Box::new(Pbgd::gauss_seidel(g)) as Box<dyn Solver>)));
+            v.push((
+                "GS-PBGD",
+                Box::new(move || Box::new(Pbgd::gauss_seidel(g)) as Box<dyn Solver>),
+            ));
         }
         v.push((
             "F²SA",
-            Box::new(move || Box::new(F2sa::new(g / 10.0, g, it / 5).with_u_step_ratio(r)) as Box<dyn Solver>),
+            Box::new(move || {
+                Box::new(F2sa::new(g / 10.0, g, it / 5).with_u_step_ratio(r)) as Box<dyn Solver>
+            }),
         ));
         v.push((
             "BOME",
-            Box::new(move || Box::new(Bome::new(0.5, 5, g).with_u_step_ratio(r)) as Box<dyn Solver>),
+            Box::new(move || {
+                Box::new(Bome::new(0.5, 5, g).with_u_step_ratio(r)) as Box<dyn Solver>
+            }),
         ));
         v
     }
@@ -477,17 +525,24 @@ impl Experiment for CleaningStudy {
         let base = ClusterConfig::default();
         let mut rows = Vec::new();
         for &p_noise in &rates {
-            ctx.progress.message(&format!("cleaning: synthetic p = {p_noise}"));
+            ctx.progress
+                .message(&format!("cleaning: synthetic p = {p_noise}"));
             let problems: Vec<Cleaning> = (0..n_seeds)
                 .map(|s| {
-                    let d = CleaningData::gaussian_clusters(&ClusterConfig { p: p_noise, seed: s, ..base })?;
+                    let d = CleaningData::gaussian_clusters(&ClusterConfig {
+                        p: p_noise,
+                        seed: s,
+                        ..base
+                    })?;
                     Cleaning::new(d, syn.settings())
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<(f64, f64)> = problems
                 .par_iter()
                 .map(|p| {
-                    let un = p.reference_unweighted().map_or(f64::NAN, |r| r.eval.test_acc);
+                    let un = p
+                        .reference_unweighted()
+                        .map_or(f64::NAN, |r| r.eval.test_acc);
                     let or = p.reference_oracle().map_or(f64::NAN, |r| r.eval.test_acc);
                     (un, or)
                 })
@@ -578,18 +633,31 @@ impl Experiment for CleaningStudy {
                 gamma: 10.0,
                 iters: if ctx.quick { 30 } else { 300 },
             };
-            let (n_trn, n_val, n_test, seeds) = if ctx.quick { (1000, 1000, 2000, 1) } else { (5000, 5000, 10_000, 5) };
+            let (n_trn, n_val, n_test, seeds) = if ctx.quick {
+                (1000, 1000, 2000, 1)
+            } else {
+                (5000, 5000, 10_000, 5)
+            };
             ctx.progress.message("cleaning: Fashion-MNIST");
             let problems: Vec<Cleaning> = (0..seeds)
                 .map(|s| {
-                    let d = load_fashion_mnist(&FashionMnistConfig { n_trn, n_val, n_test, p: 0.5, seed: s, ..Default::default() })?;
+                    let d = load_fashion_mnist(&FashionMnistConfig {
+                        n_trn,
+                        n_val,
+                        n_test,
+                        p: 0.5,
+                        seed: s,
+                        ..Default::default()
+                    })?;
                     Cleaning::new(d, fm.settings())
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<(f64, f64)> = problems
                 .par_iter()
                 .map(|p| {
-                    let un = p.reference_unweighted().map_or(f64::NAN, |r| r.eval.test_acc);
+                    let un = p
+                        .reference_unweighted()
+                        .map_or(f64::NAN, |r| r.eval.test_acc);
                     let or = p.reference_oracle().map_or(f64::NAN, |r| r.eval.test_acc);
                     (un, or)
                 })
@@ -597,8 +665,22 @@ impl Experiment for CleaningStudy {
             let un: Vec<f64> = refs.iter().map(|r| r.0).collect();
             let or: Vec<f64> = refs.iter().map(|r| r.1).collect();
             let mut rows = vec![
-                vec!["unweighted (all samples)".into(), "–".into(), "–".into(), cell(&un, 3), "–".into(), "–".into()],
-                vec!["oracle (clean samples only)".into(), "1".into(), "–".into(), cell(&or, 3), "–".into(), "–".into()],
+                vec![
+                    "unweighted (all samples)".into(),
+                    "–".into(),
+                    "–".into(),
+                    cell(&un, 3),
+                    "–".into(),
+                    "–".into(),
+                ],
+                vec![
+                    "oracle (clean samples only)".into(),
+                    "1".into(),
+                    "–".into(),
+                    cell(&or, 3),
+                    "–".into(),
+                    "–".into(),
+                ],
             ];
             for (label, make) in fm.solvers(false) {
                 ctx.progress.add_total(problems.len() as u64);

@@ -96,7 +96,9 @@ fn check_split(what: &str, s: &Split, m: usize, classes: usize) -> Result<()> {
     if let Some((i, &l)) = s.labels.iter().enumerate().find(|(_, l)| **l >= classes) {
         return Err(Error::data(
             format!("{what} labels"),
-            format!("label {l} of sample {i} is out of range: labels must lie in 0..{classes} (0-based class indices)"),
+            format!(
+                "label {l} of sample {i} is out of range: labels must lie in 0..{classes} (0-based class indices)"
+            ),
         ));
     }
     for j in 0..s.x.ncols() {
@@ -104,7 +106,9 @@ fn check_split(what: &str, s: &Split, m: usize, classes: usize) -> Result<()> {
             if !s.x[(i, j)].is_finite() {
                 return Err(Error::data(
                     format!("{what} features"),
-                    format!("non-finite value (NaN or Inf) at sample {i}, feature {j}; clean or impute the data first"),
+                    format!(
+                        "non-finite value (NaN or Inf) at sample {i}, feature {j}; clean or impute the data first"
+                    ),
                 ));
             }
         }
@@ -125,11 +129,18 @@ impl CleaningData {
         description: impl Into<String>,
     ) -> Result<Self> {
         if classes < 2 {
-            return Err(Error::setting("classes", classes, "at least 2 classes are needed"));
+            return Err(Error::setting(
+                "classes",
+                classes,
+                "at least 2 classes are needed",
+            ));
         }
         let m = train.x.ncols();
         if m == 0 {
-            return Err(Error::data("training features", "the feature matrix has no columns"));
+            return Err(Error::data(
+                "training features",
+                "the feature matrix has no columns",
+            ));
         }
         check_split("training set", &train, m, classes)?;
         check_split("validation set", &val, m, classes)?;
@@ -181,7 +192,9 @@ impl CleaningData {
             return Err(Error::setting(
                 "features m",
                 m,
-                format!("the paper's regime needs m >= n_trn + n_val = {total} (mutually orthogonal samples)"),
+                format!(
+                    "the paper's regime needs m >= n_trn + n_val = {total} (mutually orthogonal samples)"
+                ),
             ));
         }
         if n_trn == 0 || n_val == 0 || classes < 2 {
@@ -220,14 +233,19 @@ impl CleaningData {
         let mut ltrn = labels[..n_trn].to_vec();
         let corrupted = corrupt_labels(&mut ltrn, classes, p, &mut r);
         let train = Split::new(x.as_ref().subrows(0, n_trn).to_owned(), ltrn);
-        let val = Split::new(x.as_ref().subrows(n_trn, n_val).to_owned(), labels[n_trn..].to_vec());
+        let val = Split::new(
+            x.as_ref().subrows(n_trn, n_val).to_owned(),
+            labels[n_trn..].to_vec(),
+        );
         Self::new(
             train,
             val,
             Split::empty(m),
             classes,
             Some(corrupted),
-            format!("paper regime: {n_trn} train + {n_val} validation mutually orthogonal samples in R^{m}, {classes} classes, label noise p = {p}, seed {seed}"),
+            format!(
+                "paper regime: {n_trn} train + {n_val} validation mutually orthogonal samples in R^{m}, {classes} classes, label noise p = {p}, seed {seed}"
+            ),
         )
     }
 
@@ -239,7 +257,10 @@ impl CleaningData {
         if c.n_trn == 0 || c.n_val == 0 || c.m == 0 || c.classes < 2 {
             return Err(Error::setting(
                 "cluster sizes",
-                format!("n_trn={}, n_val={}, m={}, classes={}", c.n_trn, c.n_val, c.m, c.classes),
+                format!(
+                    "n_trn={}, n_val={}, m={}, classes={}",
+                    c.n_trn, c.n_val, c.m, c.classes
+                ),
                 "need n_trn, n_val, m >= 1 and classes >= 2",
             ));
         }
@@ -284,10 +305,21 @@ impl CleaningData {
         let n = n1 + self.val.len();
         let m = self.features();
         let z = Mat::from_fn(n, m, |i, j| {
-            if i < n1 { self.train.x[(i, j)] } else { self.val.x[(i - n1, j)] }
+            if i < n1 {
+                self.train.x[(i, j)]
+            } else {
+                self.val.x[(i - n1, j)]
+            }
         });
         let mut gm = Mat::<f64>::zeros(n, n);
-        matmul(gm.as_mut(), Accum::Replace, z.as_ref(), z.transpose(), 1.0, Par::Seq);
+        matmul(
+            gm.as_mut(),
+            Accum::Replace,
+            z.as_ref(),
+            z.transpose(),
+            1.0,
+            Par::Seq,
+        );
         let mut worst: f64 = 0.0;
         for j in 0..n {
             for i in 0..j {
@@ -472,16 +504,23 @@ impl Cleaning {
     pub fn new(data: CleaningData, settings: CleaningSettings) -> Result<Self> {
         let s = settings;
         if !(s.lambda.is_finite() && s.lambda >= 0.0) {
-            return Err(Error::setting("lambda", s.lambda, "the ridge must be finite and >= 0"));
+            return Err(Error::setting(
+                "lambda",
+                s.lambda,
+                "the ridge must be finite and >= 0",
+            ));
         }
         crate::error::check_positive("bound", s.bound)?;
         crate::error::check_positive("u_scale", s.u_scale)?;
         let n = data.classes;
         let small = data.train.len() + data.val.len() <= 4000;
-        let offdiag = if small { data.stacked_gram_offdiag() } else { f64::NAN };
-        let certified = s.loss == CleaningLoss::LeastSquares
-            && s.lambda == 0.0
-            && offdiag <= ORTHOGONALITY_TOL;
+        let offdiag = if small {
+            data.stacked_gram_offdiag()
+        } else {
+            f64::NAN
+        };
+        let certified =
+            s.loss == CleaningLoss::LeastSquares && s.lambda == 0.0 && offdiag <= ORTHOGONALITY_TOL;
         Ok(Cleaning {
             y_trn: one_hot(&data.train.labels, n),
             y_val: one_hot(&data.val.labels, n),
@@ -566,7 +605,12 @@ impl Cleaning {
 
     /// Weighted training objective Σ ψ_i ℓ_i + λ/2‖W‖² with sample weights `wts` (any
     /// non-negative numbers), and its gradient in W.
-    fn weighted_objective(&self, wts: &[f64], v: &[f64], gv: Option<&mut [f64]>) -> (f64, Vec<f64>) {
+    fn weighted_objective(
+        &self,
+        wts: &[f64],
+        v: &[f64],
+        gv: Option<&mut [f64]>,
+    ) -> (f64, Vec<f64>) {
         let (m, n) = self.shape();
         let w = MatRef::from_column_major_slice(v, m, n);
         let mut z = self.scores(&self.data.train.x, w);
@@ -581,7 +625,14 @@ impl Cleaning {
                 }
             }
             let mut gm = faer::MatMut::from_column_major_slice_mut(gv, m, n);
-            matmul(gm.as_mut(), Accum::Replace, self.data.train.x.transpose(), z.as_ref(), 1.0, Par::Seq);
+            matmul(
+                gm.as_mut(),
+                Accum::Replace,
+                self.data.train.x.transpose(),
+                z.as_ref(),
+                1.0,
+                Par::Seq,
+            );
             if self.s.lambda > 0.0 {
                 for j in 0..n {
                     for i in 0..m {
@@ -601,10 +652,17 @@ impl Cleaning {
     /// most 20,000 iterations); needs λ > 0 or separable-free data to have a minimizer.
     pub fn fit(&self, wts: &[f64]) -> Result<Vec<f64>> {
         if wts.len() != self.data.train.len() {
-            return Err(Error::dim("sample weights", self.data.train.len(), wts.len()));
+            return Err(Error::dim(
+                "sample weights",
+                self.data.train.len(),
+                wts.len(),
+            ));
         }
         if let Some(i) = wts.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
-            return Err(Error::data("sample weights", format!("weight {i} is negative or not finite")));
+            return Err(Error::data(
+                "sample weights",
+                format!("weight {i} is negative or not finite"),
+            ));
         }
         match self.s.loss {
             CleaningLoss::LeastSquares => self.fit_ls(wts),
@@ -620,24 +678,52 @@ impl Cleaning {
         let xs = Mat::from_fn(nt, m, |i, j| sw[i] * x[(i, j)]);
         let ys = Mat::from_fn(nt, n, |i, j| sw[i] * self.y_trn[(i, j)]);
         let mut a = Mat::<f64>::zeros(m, m);
-        matmul(a.as_mut(), Accum::Replace, xs.transpose(), xs.as_ref(), 1.0, Par::Seq);
+        matmul(
+            a.as_mut(),
+            Accum::Replace,
+            xs.transpose(),
+            xs.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         let mut b = Mat::<f64>::zeros(m, n);
-        matmul(b.as_mut(), Accum::Replace, xs.transpose(), ys.as_ref(), 1.0, Par::Seq);
+        matmul(
+            b.as_mut(),
+            Accum::Replace,
+            xs.transpose(),
+            ys.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         let sol = if self.s.lambda > 0.0 {
             for i in 0..m {
                 a[(i, i)] += self.s.lambda;
             }
-            crate::linalg::spd_solve("weighted ridge system X^T diag(psi) X + lambda I", a.as_ref(), b.as_ref())?
+            crate::linalg::spd_solve(
+                "weighted ridge system X^T diag(psi) X + lambda I",
+                a.as_ref(),
+                b.as_ref(),
+            )?
         } else {
             let eig = a.self_adjoint_eigen(Side::Lower).map_err(|_| {
-                Error::data("weighted Gram matrix", "eigenvalue computation did not converge")
+                Error::data(
+                    "weighted Gram matrix",
+                    "eigenvalue computation did not converge",
+                )
             })?;
             let (uu, ss) = (eig.U(), eig.S().column_vector());
             let smax = (0..m).map(|k| ss[k].abs()).fold(0.0, f64::max);
             let tol = 1e-10 * smax;
             // W = U diag(1/s_k, s_k > tol) Uᵀ B.
             let mut ub = Mat::<f64>::zeros(m, n);
-            matmul(ub.as_mut(), Accum::Replace, uu.transpose(), b.as_ref(), 1.0, Par::Seq);
+            matmul(
+                ub.as_mut(),
+                Accum::Replace,
+                uu.transpose(),
+                b.as_ref(),
+                1.0,
+                Par::Seq,
+            );
             for k in 0..m {
                 let inv = if ss[k] > tol { 1.0 / ss[k] } else { 0.0 };
                 for j in 0..n {
@@ -648,7 +734,10 @@ impl Cleaning {
             matmul(sol.as_mut(), Accum::Replace, uu, ub.as_ref(), 1.0, Par::Seq);
             sol
         };
-        Ok((0..n).flat_map(|j| (0..m).map(move |i| (i, j))).map(|(i, j)| sol[(i, j)]).collect())
+        Ok((0..n)
+            .flat_map(|j| (0..m).map(move |i| (i, j)))
+            .map(|(i, j)| sol[(i, j)])
+            .collect())
     }
 
     fn fit_ce(&self, wts: &[f64], start: Option<&[f64]>) -> Vec<f64> {
@@ -659,12 +748,26 @@ impl Cleaning {
         let mut sig2 = 0.0;
         for _ in 0..50 {
             let mut xd = Mat::<f64>::zeros(x.nrows(), 1);
-            matmul(xd.as_mut(), Accum::Replace, x.as_ref(), crate::linalg::col(&d), 1.0, Par::Seq);
+            matmul(
+                xd.as_mut(),
+                Accum::Replace,
+                x.as_ref(),
+                crate::linalg::col(&d),
+                1.0,
+                Par::Seq,
+            );
             for i in 0..x.nrows() {
                 xd[(i, 0)] *= wts[i];
             }
             let mut nd = Mat::<f64>::zeros(m, 1);
-            matmul(nd.as_mut(), Accum::Replace, x.transpose(), xd.as_ref(), 1.0, Par::Seq);
+            matmul(
+                nd.as_mut(),
+                Accum::Replace,
+                x.transpose(),
+                xd.as_ref(),
+                1.0,
+                Par::Seq,
+            );
             let nv = crate::linalg::to_vec(nd.as_ref());
             sig2 = crate::linalg::norm(&nv);
             if sig2 == 0.0 {
@@ -745,7 +848,13 @@ impl Cleaning {
             bad += usize::from(c);
             tp += usize::from(f && c);
         }
-        let div = |a: usize, b: usize| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
+        let div = |a: usize, b: usize| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
         (div(tp, flagged), div(tp, bad), div(2 * tp, flagged + bad))
     }
 
@@ -755,7 +864,12 @@ impl Cleaning {
         let eval = self.evaluate(&w);
         let u = vec![0.0; self.dim_u()];
         let f = self.f(&u, &w, None, None);
-        Ok(Reference { weights, w, eval, f })
+        Ok(Reference {
+            weights,
+            w,
+            eval,
+            f,
+        })
     }
 
     /// Training on all samples with weight 1 (same λ).
@@ -807,7 +921,14 @@ impl Problem for Cleaning {
         }
         if let Some(gv) = gv {
             let gm = faer::MatMut::from_column_major_slice_mut(gv, m, n);
-            matmul(gm, Accum::Replace, self.data.val.x.transpose(), z.as_ref(), 1.0, Par::Seq);
+            matmul(
+                gm,
+                Accum::Replace,
+                self.data.val.x.transpose(),
+                z.as_ref(),
+                1.0,
+                Par::Seq,
+            );
         }
         losses.iter().sum()
     }
@@ -876,10 +997,18 @@ impl Problem for Cleaning {
     }
 
     fn metric_names(&self) -> Vec<String> {
-        ["val_loss", "val_acc", "test_loss", "test_acc", "precision", "recall", "f1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "val_loss",
+            "val_acc",
+            "test_loss",
+            "test_acc",
+            "precision",
+            "recall",
+            "f1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     fn metrics(&self, u: &[f64], v: &[f64]) -> Vec<f64> {

@@ -28,7 +28,7 @@ pub struct Bome {
     /// γ of the L_γ written in the records.
     pub report_gamma: f64,
     /// Smoothness overrides.
-    pub smoothness: Option<Smoothness>,
+    pub smoothness_override: Option<Smoothness>,
     s: Option<Smoothness>,
     vf: Option<ValueFunction>,
     buf: [Vec<f64>; 5],
@@ -50,7 +50,7 @@ impl Bome {
                 beta: None,
             },
             report_gamma,
-            smoothness: None,
+            smoothness_override: None,
             s: None,
             vf: None,
             buf: Default::default(),
@@ -79,7 +79,7 @@ impl Bome {
 
     /// Overrides the smoothness constants.
     pub fn with_smoothness(mut self, s: Smoothness) -> Self {
-        self.smoothness = Some(s);
+        self.smoothness_override = Some(s);
         self
     }
 
@@ -99,18 +99,28 @@ impl Solver for Bome {
 
     fn init(&mut self, problem: &dyn Problem, state: &mut State) -> Result<()> {
         if !(self.eta.is_finite() && self.eta > 0.0) {
-            return Err(Error::setting("eta", self.eta, "BOME's eta must be finite and > 0 (typical: 0.1 to 1)"));
+            return Err(Error::setting(
+                "eta",
+                self.eta,
+                "BOME's eta must be finite and > 0 (typical: 0.1 to 1)",
+            ));
         }
         self.step.validate()?;
         crate::error::check_positive("u_step_ratio", self.u_step_ratio)?;
         crate::error::check_gamma("report_gamma", self.report_gamma)?;
-        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
+        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness_override)?;
         self.s = Some(s);
         let mut vf = ValueFunction::new(problem, self.inner, s.lg_vv)?;
         vf.set(&state.v);
         self.vf = Some(vf);
         let (nu, nv) = (problem.dim_u(), problem.dim_v());
-        self.buf = [vec![0.0; nu], vec![0.0; nv], vec![0.0; nu], vec![0.0; nv], vec![0.0; nu]];
+        self.buf = [
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+        ];
         let a = self.step.alpha(0.0, &s);
         self.last = (a, a * self.u_step_ratio);
         Ok(())

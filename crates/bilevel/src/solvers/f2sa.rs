@@ -26,7 +26,7 @@ pub struct F2sa {
     /// How z is updated (default: 1 warm gradient step per iteration with β = 1/ℓ_{g,vv}).
     pub inner: InnerLoop,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
-    pub smoothness: Option<Smoothness>,
+    pub smoothness_override: Option<Smoothness>,
     s: Option<Smoothness>,
     vf: Option<ValueFunction>,
     buf: [Vec<f64>; 5],
@@ -50,7 +50,7 @@ impl F2sa {
                 warm: true,
                 beta: None,
             },
-            smoothness: None,
+            smoothness_override: None,
             s: None,
             vf: None,
             buf: Default::default(),
@@ -84,7 +84,7 @@ impl F2sa {
 
     /// Overrides the smoothness constants.
     pub fn with_smoothness(mut self, s: Smoothness) -> Self {
-        self.smoothness = Some(s);
+        self.smoothness_override = Some(s);
         self
     }
 }
@@ -103,13 +103,19 @@ impl Solver for F2sa {
         self.lambda.validate()?;
         self.step.validate()?;
         crate::error::check_positive("u_step_ratio", self.u_step_ratio)?;
-        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
+        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness_override)?;
         self.s = Some(s);
         let mut vf = ValueFunction::new(problem, self.inner, s.lg_vv)?;
         vf.set(&state.v);
         self.vf = Some(vf);
         let (nu, nv) = (problem.dim_u(), problem.dim_v());
-        self.buf = [vec![0.0; nu], vec![0.0; nv], vec![0.0; nu], vec![0.0; nv], vec![0.0; nu]];
+        self.buf = [
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+        ];
         let a = self.step.alpha(self.lambda.at(0), &s);
         self.last = (a, a * self.u_step_ratio);
         Ok(())
