@@ -500,7 +500,7 @@ impl Cleaning {
     /// The problem on `data` with `settings`. Checks λ ≥ 0, bound > 0, u_scale > 0. Certifies
     /// f* = 0 (the paper's regime) when the loss is least squares, λ = 0 and the stacked
     /// train + validation samples are mutually orthogonal (relative off-diagonal Gram ≤ 1e-10,
-    /// checked here when N + N' ≤ 4000).
+    /// checked here only in that setting and when N + N' ≤ 4000).
     pub fn new(data: CleaningData, settings: CleaningSettings) -> Result<Self> {
         let s = settings;
         if !(s.lambda.is_finite() && s.lambda >= 0.0) {
@@ -513,7 +513,10 @@ impl Cleaning {
         crate::error::check_positive("bound", s.bound)?;
         crate::error::check_positive("u_scale", s.u_scale)?;
         let n = data.classes;
-        let small = data.train.len() + data.val.len() <= 4000;
+        // The Gram check only matters where it can certify (least squares, λ = 0).
+        let small = data.train.len() + data.val.len() <= 4000
+            && s.loss == CleaningLoss::LeastSquares
+            && s.lambda == 0.0;
         let offdiag = if small {
             data.stacked_gram_offdiag()
         } else {
@@ -549,7 +552,7 @@ impl Cleaning {
     }
 
     /// Largest relative off-diagonal entry of the stacked train + validation Gram (NaN when
-    /// the data set was too large to check).
+    /// it was not checked: more than 4000 samples, or a setting that cannot certify).
     pub fn gram_offdiag(&self) -> f64 {
         self.offdiag
     }
