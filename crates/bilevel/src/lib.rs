@@ -12,6 +12,7 @@
 //! - [`diagnostics`]: gradient checks and PL ratios;
 //! - [`problems`]: shipped problems with certified optima.
 
+pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod experiments;

@@ -2,10 +2,12 @@
 //! return data — claims with PASS/FAIL, tables, figure data and traces. Drawing and writing
 //! files is the command-line tool's job; everything here is plain data.
 
+mod cleaning;
 mod example1;
 mod replearn;
 mod study;
 
+pub use cleaning::{CleaningStudy, Fig4};
 pub use example1::{Fig1, Fig2};
 pub use replearn::{Fig3, Fig3Settings};
 pub use study::{StudyExample1, StudyToy};
@@ -248,8 +250,10 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(Fig1),
         Box::new(Fig2),
         Box::new(Fig3::default()),
+        Box::new(Fig4),
         Box::new(StudyExample1),
         Box::new(StudyToy),
+        Box::new(CleaningStudy),
     ]
 }
 

@@ -2,11 +2,15 @@
 //! [`Problem`]; the shared run loop ([`crate::run`]) owns everything else (limits, stopping,
 //! divergence, records, observers).
 
+mod bome;
+mod f2sa;
 mod hypergrad;
 mod pbgd;
 mod rules;
 mod value;
 
+pub use bome::Bome;
+pub use f2sa::F2sa;
 pub use hypergrad::{Aid, Itd, LinearSolve};
 pub use pbgd::{Pbgd, Update};
 pub use rules::{GammaSchedule, StepRule, estimate_smoothness, resolve_smoothness};

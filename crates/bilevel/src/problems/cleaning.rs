@@ -1,0 +1,1022 @@
+//! Data hyper-cleaning (sample reweighting), method.md section 7.
+//!
+//! Upper-level variable: per-sample logits u ∈ R^N, weights ψ_i = sigmoid(s·u_i) (s =
+//! `u_scale`, 1 by default). Lower-level variable: a linear model W ∈ R^{m×n} (column-major
+//! flat). With per-sample losses ℓ (least squares on one-hot labels, or softmax
+//! cross-entropy):
+//!
+//! ```text
+//! g(u, W) = Σ_i ψ_i ℓ(Wᵀx_i, y_i) + (λ/2) ‖W‖²_F      (training set, weighted)
+//! f(u, W) = Σ_j ℓ(Wᵀx_j, y_j)                          (clean validation set)
+//! ```
+//!
+//! with ℓ(z, y) = ½‖z − y‖² (the paper's model) or log Σ_k e^{z_k} − z_y. The constraint set for
+//! u is the box |u_i| ≤ B (the paper does not give one; see the spec).
+//!
+//! Data regimes: the paper's (stacked train + validation Gram diagonal, λ = 0, where f* = 0 is
+//! certified), Gaussian class clusters with label flips, Fashion-MNIST and user files (loaders in
+//! [`crate::data`]).
+
+use crate::error::{Error, Result};
+use crate::problem::{PenaltyOptimum, Problem};
+use crate::seeds::{Stream, rng};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// A labelled split: features (one sample per row) and class labels.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Features, N × m.
+    pub x: Mat<f64>,
+    /// Class labels in 0..classes, one per row of `x`.
+    pub labels: Vec<usize>,
+}
+
+impl Split {
+    /// A split from features and labels (checked by [`CleaningData::new`]).
+    pub fn new(x: Mat<f64>, labels: Vec<usize>) -> Self {
+        Split { x, labels }
+    }
+
+    /// An empty split with `m` features.
+    pub fn empty(m: usize) -> Self {
+        Split {
+            x: Mat::zeros(0, m),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the split has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Training (possibly corrupted), validation (clean) and test data of a cleaning instance.
+#[derive(Debug, Clone)]
+pub struct CleaningData {
+    /// Training split; its labels are the observed (possibly corrupted) ones.
+    pub train: Split,
+    /// Clean validation split (the upper level).
+    pub val: Split,
+    /// Test split for reporting (may be empty).
+    pub test: Split,
+    /// Number of classes n.
+    pub classes: usize,
+    /// Known corruption mask of the training labels (all false when unknown).
+    pub corrupted: Vec<bool>,
+    /// Where the data came from, for reports.
+    pub description: String,
+}
+
+fn check_split(what: &str, s: &Split, m: usize, classes: usize) -> Result<()> {
+    if s.x.nrows() != s.labels.len() {
+        return Err(Error::dim(
+            format!("{what}: rows of the feature matrix vs number of labels"),
+            s.labels.len(),
+            s.x.nrows(),
+        ));
+    }
+    if s.x.ncols() != m {
+        return Err(Error::dim(
+            format!("{what}: number of features (must match the training set)"),
+            m,
+            s.x.ncols(),
+        ));
+    }
+    if let Some((i, &l)) = s.labels.iter().enumerate().find(|(_, l)| **l >= classes) {
+        return Err(Error::data(
+            format!("{what} labels"),
+            format!(
+                "label {l} of sample {i} is out of range: labels must lie in 0..{classes} (0-based class indices)"
+            ),
+        ));
+    }
+    for j in 0..s.x.ncols() {
+        for i in 0..s.x.nrows() {
+            if !s.x[(i, j)].is_finite() {
+                return Err(Error::data(
+                    format!("{what} features"),
+                    format!(
+                        "non-finite value (NaN or Inf) at sample {i}, feature {j}; clean or impute the data first"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl CleaningData {
+    /// Checks and assembles a data set: matching row counts, the same number of features in
+    /// every split, labels in 0..classes, finite features, a non-empty training and validation
+    /// split, and a corruption mask (when given) with one entry per training sample.
+    pub fn new(
+        train: Split,
+        val: Split,
+        test: Split,
+        classes: usize,
+        corrupted: Option<Vec<bool>>,
+        description: impl Into<String>,
+    ) -> Result<Self> {
+        if classes < 2 {
+            return Err(Error::setting(
+                "classes",
+                classes,
+                "at least 2 classes are needed",
+            ));
+        }
+        let m = train.x.ncols();
+        if m == 0 {
+            return Err(Error::data(
+                "training features",
+                "the feature matrix has no columns",
+            ));
+        }
+        check_split("training set", &train, m, classes)?;
+        check_split("validation set", &val, m, classes)?;
+        check_split("test set", &test, m, classes)?;
+        if train.is_empty() || val.is_empty() {
+            return Err(Error::data(
+                "cleaning data",
+                "the training and validation sets must both be non-empty",
+            ));
+        }
+        let corrupted = corrupted.unwrap_or_else(|| vec![false; train.len()]);
+        if corrupted.len() != train.len() {
+            return Err(Error::dim(
+                "corruption mask (one entry per training sample)",
+                train.len(),
+                corrupted.len(),
+            ));
+        }
+        Ok(CleaningData {
+            train,
+            val,
+            test,
+            classes,
+            corrupted,
+            description: description.into(),
+        })
+    }
+
+    /// Number of features m.
+    pub fn features(&self) -> usize {
+        self.train.x.ncols()
+    }
+
+    /// The paper's regime (Theorem 3): `n_trn + n_val` mutually orthogonal samples in R^m
+    /// (random orthonormal directions, norms uniform in [0.5, 1.5]), one-hot labels drawn
+    /// uniformly, a fraction `p` of training labels replaced by a wrong class. Needs
+    /// m ≥ n_trn + n_val. No test set (f* = 0 is attained by any positive weights, so there is
+    /// nothing to generalize).
+    pub fn paper_regime(
+        seed: u64,
+        n_trn: usize,
+        n_val: usize,
+        m: usize,
+        classes: usize,
+        p: f64,
+    ) -> Result<Self> {
+        let total = n_trn + n_val;
+        if m < total {
+            return Err(Error::setting(
+                "features m",
+                m,
+                format!(
+                    "the paper's regime needs m >= n_trn + n_val = {total} (mutually orthogonal samples)"
+                ),
+            ));
+        }
+        if n_trn == 0 || n_val == 0 || classes < 2 {
+            return Err(Error::setting(
+                "paper regime sizes",
+                format!("n_trn={n_trn}, n_val={n_val}, classes={classes}"),
+                "need n_trn, n_val >= 1 and classes >= 2",
+            ));
+        }
+        check_rate(p)?;
+        let mut r = rng(seed, Stream::Data);
+        let mut q = Mat::<f64>::zeros(m, total);
+        for j in 0..total {
+            for i in 0..m {
+                q[(i, j)] = StandardNormal.sample(&mut r);
+            }
+        }
+        // Modified Gram–Schmidt, twice (orthogonal to rounding).
+        for _ in 0..2 {
+            for j in 0..total {
+                for k in 0..j {
+                    let d: f64 = (0..m).map(|i| q[(i, j)] * q[(i, k)]).sum();
+                    for i in 0..m {
+                        q[(i, j)] -= d * q[(i, k)];
+                    }
+                }
+                let nrm = (0..m).map(|i| q[(i, j)] * q[(i, j)]).sum::<f64>().sqrt();
+                for i in 0..m {
+                    q[(i, j)] /= nrm;
+                }
+            }
+        }
+        let norms: Vec<f64> = (0..total).map(|_| r.random_range(0.5..=1.5)).collect();
+        let x = Mat::from_fn(total, m, |i, j| norms[i] * q[(j, i)]);
+        let labels: Vec<usize> = (0..total).map(|_| r.random_range(0..classes)).collect();
+        let mut ltrn = labels[..n_trn].to_vec();
+        let corrupted = corrupt_labels(&mut ltrn, classes, p, &mut r);
+        let train = Split::new(x.as_ref().subrows(0, n_trn).to_owned(), ltrn);
+        let val = Split::new(
+            x.as_ref().subrows(n_trn, n_val).to_owned(),
+            labels[n_trn..].to_vec(),
+        );
+        Self::new(
+            train,
+            val,
+            Split::empty(m),
+            classes,
+            Some(corrupted),
+            format!(
+                "paper regime: {n_trn} train + {n_val} validation mutually orthogonal samples in R^{m}, {classes} classes, label noise p = {p}, seed {seed}"
+            ),
+        )
+    }
+
+    /// Gaussian class clusters (the realistic synthetic regime): class means drawn as
+    /// `separation`·N(0, I_m/m) (so ‖μ_c‖ ≈ separation), samples μ_c + N(0, I_m), labels
+    /// uniform; a fraction `p` of the training labels replaced by a uniformly drawn wrong class.
+    pub fn gaussian_clusters(c: &ClusterConfig) -> Result<Self> {
+        check_rate(c.p)?;
+        if c.n_trn == 0 || c.n_val == 0 || c.m == 0 || c.classes < 2 {
+            return Err(Error::setting(
+                "cluster sizes",
+                format!(
+                    "n_trn={}, n_val={}, m={}, classes={}",
+                    c.n_trn, c.n_val, c.m, c.classes
+                ),
+                "need n_trn, n_val, m >= 1 and classes >= 2",
+            ));
+        }
+        crate::error::check_positive("separation", c.separation)?;
+        let mut r = rng(c.seed, Stream::Data);
+        let sc = c.separation / (c.m as f64).sqrt();
+        let means = Mat::from_fn(c.classes, c.m, |_, _| {
+            sc * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut r)
+        });
+        let draw = |n: usize, r: &mut rand_chacha::ChaCha8Rng| {
+            let labels: Vec<usize> = (0..n).map(|_| r.random_range(0..c.classes)).collect();
+            let mut x = Mat::<f64>::zeros(n, c.m);
+            for (i, &l) in labels.iter().enumerate() {
+                for j in 0..c.m {
+                    let e: f64 = StandardNormal.sample(r);
+                    x[(i, j)] = means[(l, j)] + e;
+                }
+            }
+            Split::new(x, labels)
+        };
+        let mut train = draw(c.n_trn, &mut r);
+        let val = draw(c.n_val, &mut r);
+        let test = draw(c.n_test, &mut r);
+        let corrupted = corrupt_labels(&mut train.labels, c.classes, c.p, &mut r);
+        Self::new(
+            train,
+            val,
+            test,
+            c.classes,
+            Some(corrupted),
+            format!(
+                "Gaussian clusters: {} train / {} validation / {} test, m = {}, {} classes, separation {}, label noise p = {}, seed {}",
+                c.n_trn, c.n_val, c.n_test, c.m, c.classes, c.separation, c.p, c.seed
+            ),
+        )
+    }
+
+    /// Largest |G_ij| / sqrt(G_ii G_jj) over i ≠ j of the stacked train + validation Gram
+    /// matrix (0 for mutually orthogonal samples). Costs (N+N')² m.
+    pub fn stacked_gram_offdiag(&self) -> f64 {
+        let n1 = self.train.len();
+        let n = n1 + self.val.len();
+        let m = self.features();
+        let z = Mat::from_fn(n, m, |i, j| {
+            if i < n1 {
+                self.train.x[(i, j)]
+            } else {
+                self.val.x[(i - n1, j)]
+            }
+        });
+        let mut gm = Mat::<f64>::zeros(n, n);
+        matmul(
+            gm.as_mut(),
+            Accum::Replace,
+            z.as_ref(),
+            z.transpose(),
+            1.0,
+            Par::Seq,
+        );
+        let mut worst: f64 = 0.0;
+        for j in 0..n {
+            for i in 0..j {
+                let d = (gm[(i, i)] * gm[(j, j)]).sqrt().max(1e-300);
+                worst = worst.max(gm[(i, j)].abs() / d);
+            }
+        }
+        worst
+    }
+}
+
+fn check_rate(p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::setting("corruption rate p", p, "must lie in [0, 1]"))
+    }
+}
+
+/// Replaces exactly round(p·N) labels, chosen uniformly without replacement, by a uniformly
+/// drawn wrong class. Returns the corruption mask.
+pub fn corrupt_labels(
+    labels: &mut [usize],
+    classes: usize,
+    p: f64,
+    r: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<bool> {
+    let n = labels.len();
+    let k = ((p * n as f64).round() as usize).min(n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    // Partial Fisher–Yates: the first k entries are a uniform sample.
+    for i in 0..k {
+        let j = r.random_range(i..n);
+        idx.swap(i, j);
+    }
+    let mut mask = vec![false; n];
+    for &i in &idx[..k] {
+        let shift = 1 + r.random_range(0..classes - 1);
+        labels[i] = (labels[i] + shift) % classes;
+        mask[i] = true;
+    }
+    mask
+}
+
+/// Settings of the Gaussian-cluster generator.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Training samples.
+    pub n_trn: usize,
+    /// Validation samples.
+    pub n_val: usize,
+    /// Test samples.
+    pub n_test: usize,
+    /// Features.
+    pub m: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Fraction of corrupted training labels.
+    pub p: f64,
+    /// Typical norm of a class mean (noise has unit variance per feature).
+    pub separation: f64,
+    /// Data seed.
+    pub seed: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            n_trn: 500,
+            n_val: 200,
+            n_test: 2000,
+            m: 20,
+            classes: 5,
+            p: 0.5,
+            separation: 4.0,
+            seed: 0,
+        }
+    }
+}
+
+/// The per-sample loss of both levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CleaningLoss {
+    /// ½‖Wᵀx − y‖² on one-hot y (the paper's model; exact lower-level solution).
+    #[default]
+    LeastSquares,
+    /// Softmax cross-entropy log Σ_k exp(z_k) − z_y (no closed-form lower level).
+    SoftmaxCrossEntropy,
+}
+
+/// Settings of the cleaning problem.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleaningSettings {
+    /// Per-sample loss.
+    pub loss: CleaningLoss,
+    /// Ridge λ ≥ 0 of the lower level.
+    pub lambda: f64,
+    /// Box |u_i| ≤ bound on the upper-level variable.
+    pub bound: f64,
+    /// Weights are sigmoid(u_scale · u_i). Scaling u is a diagonal preconditioner: it
+    /// multiplies the effective step of the u block by u_scale² relative to the W block, which
+    /// solvers with a single step size (PBGD) need when the two blocks have very different
+    /// curvature. 1 is the plain parametrization.
+    pub u_scale: f64,
+}
+
+impl Default for CleaningSettings {
+    fn default() -> Self {
+        CleaningSettings {
+            loss: CleaningLoss::LeastSquares,
+            lambda: 0.0,
+            bound: 10.0,
+            u_scale: 1.0,
+        }
+    }
+}
+
+/// Validation and test loss (mean per sample) and accuracy of a model W.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ModelEval {
+    /// Mean per-sample validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy (argmax of Wᵀx).
+    pub val_acc: f64,
+    /// Mean per-sample test loss (NaN without a test set).
+    pub test_loss: f64,
+    /// Test accuracy (NaN without a test set).
+    pub test_acc: f64,
+}
+
+/// A reference model (unweighted or oracle) with its evaluation.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// Sample weights it was trained with.
+    pub weights: Vec<f64>,
+    /// The model W (column-major m × n).
+    pub w: Vec<f64>,
+    /// Its validation and test metrics.
+    pub eval: ModelEval,
+    /// Upper-level objective f at W.
+    pub f: f64,
+}
+
+/// The data hyper-cleaning problem.
+#[derive(Debug)]
+pub struct Cleaning {
+    data: CleaningData,
+    s: CleaningSettings,
+    y_trn: Mat<f64>,
+    y_val: Mat<f64>,
+    y_test: Mat<f64>,
+    certified: bool,
+    offdiag: f64,
+    cache: Mutex<Option<(Vec<f64>, Vec<f64>)>>,
+}
+
+fn one_hot(labels: &[usize], n: usize) -> Mat<f64> {
+    Mat::from_fn(labels.len(), n, |i, j| f64::from(labels[i] == j))
+}
+
+/// sigmoid(t), stable for large |t|.
+pub fn sigmoid(t: f64) -> f64 {
+    if t >= 0.0 {
+        1.0 / (1.0 + (-t).exp())
+    } else {
+        let e = t.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Tolerance of the off-diagonal Gram test that certifies the paper's regime.
+pub const ORTHOGONALITY_TOL: f64 = 1e-10;
+
+impl Cleaning {
+    /// The problem on `data` with `settings`. Checks λ ≥ 0, bound > 0, u_scale > 0. Certifies
+    /// f* = 0 (the paper's regime) when the loss is least squares, λ = 0 and the stacked
+    /// train + validation samples are mutually orthogonal (relative off-diagonal Gram ≤ 1e-10,
+    /// checked here only in that setting and when N + N' ≤ 4000).
+    pub fn new(data: CleaningData, settings: CleaningSettings) -> Result<Self> {
+        let s = settings;
+        if !(s.lambda.is_finite() && s.lambda >= 0.0) {
+            return Err(Error::setting(
+                "lambda",
+                s.lambda,
+                "the ridge must be finite and >= 0",
+            ));
+        }
+        crate::error::check_positive("bound", s.bound)?;
+        crate::error::check_positive("u_scale", s.u_scale)?;
+        let n = data.classes;
+        // The Gram check only matters where it can certify (least squares, λ = 0).
+        let small = data.train.len() + data.val.len() <= 4000
+            && s.loss == CleaningLoss::LeastSquares
+            && s.lambda == 0.0;
+        let offdiag = if small {
+            data.stacked_gram_offdiag()
+        } else {
+            f64::NAN
+        };
+        let certified =
+            s.loss == CleaningLoss::LeastSquares && s.lambda == 0.0 && offdiag <= ORTHOGONALITY_TOL;
+        Ok(Cleaning {
+            y_trn: one_hot(&data.train.labels, n),
+            y_val: one_hot(&data.val.labels, n),
+            y_test: one_hot(&data.test.labels, n),
+            data,
+            s,
+            certified,
+            offdiag,
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The data.
+    pub fn data(&self) -> &CleaningData {
+        &self.data
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &CleaningSettings {
+        &self.s
+    }
+
+    /// True in the paper's regime, where f* = 0 and min L_γ = 0 are certified.
+    pub fn certified(&self) -> bool {
+        self.certified
+    }
+
+    /// Largest relative off-diagonal entry of the stacked train + validation Gram (NaN when
+    /// it was not checked: more than 4000 samples, or a setting that cannot certify).
+    pub fn gram_offdiag(&self) -> f64 {
+        self.offdiag
+    }
+
+    /// Sample weights ψ_i = sigmoid(u_scale · u_i).
+    pub fn weights(&self, u: &[f64]) -> Vec<f64> {
+        u.iter().map(|&x| sigmoid(self.s.u_scale * x)).collect()
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        (self.data.features(), self.data.classes)
+    }
+
+    /// Per-sample losses of scores Z against targets Y; when `grad` is true Z is overwritten
+    /// with ∂ℓ_i/∂z_i row by row.
+    fn losses(&self, z: &mut Mat<f64>, y: &Mat<f64>, labels: &[usize], grad: bool) -> Vec<f64> {
+        let (rows, n) = (z.nrows(), z.ncols());
+        let mut out = vec![0.0; rows];
+        match self.s.loss {
+            CleaningLoss::LeastSquares => {
+                for j in 0..n {
+                    for i in 0..rows {
+                        let r = z[(i, j)] - y[(i, j)];
+                        out[i] += 0.5 * r * r;
+                        if grad {
+                            z[(i, j)] = r;
+                        }
+                    }
+                }
+            }
+            CleaningLoss::SoftmaxCrossEntropy => {
+                for i in 0..rows {
+                    let mx = (0..n).map(|j| z[(i, j)]).fold(f64::NEG_INFINITY, f64::max);
+                    let se: f64 = (0..n).map(|j| (z[(i, j)] - mx).exp()).sum();
+                    let lse = mx + se.ln();
+                    out[i] = lse - z[(i, labels[i])];
+                    if grad {
+                        for j in 0..n {
+                            z[(i, j)] = (z[(i, j)] - lse).exp() - y[(i, j)];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn scores(&self, x: &Mat<f64>, w: MatRef<'_, f64>) -> Mat<f64> {
+        let mut z = Mat::<f64>::zeros(x.nrows(), w.ncols());
+        matmul(z.as_mut(), Accum::Replace, x.as_ref(), w, 1.0, Par::Seq);
+        z
+    }
+
+    /// Weighted training objective Σ ψ_i ℓ_i + λ/2‖W‖² with sample weights `wts` (any
+    /// non-negative numbers), and its gradient in W.
+    fn weighted_objective(
+        &self,
+        wts: &[f64],
+        v: &[f64],
+        gv: Option<&mut [f64]>,
+    ) -> (f64, Vec<f64>) {
+        let (m, n) = self.shape();
+        let w = MatRef::from_column_major_slice(v, m, n);
+        let mut z = self.scores(&self.data.train.x, w);
+        let want = gv.is_some();
+        let losses = self.losses(&mut z, &self.y_trn, &self.data.train.labels, want);
+        let reg: f64 = 0.5 * self.s.lambda * v.iter().map(|a| a * a).sum::<f64>();
+        let val = losses.iter().zip(wts).map(|(l, p)| l * p).sum::<f64>() + reg;
+        if let Some(gv) = gv {
+            for j in 0..n {
+                for i in 0..z.nrows() {
+                    z[(i, j)] *= wts[i];
+                }
+            }
+            let mut gm = faer::MatMut::from_column_major_slice_mut(gv, m, n);
+            matmul(
+                gm.as_mut(),
+                Accum::Replace,
+                self.data.train.x.transpose(),
+                z.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            if self.s.lambda > 0.0 {
+                for j in 0..n {
+                    for i in 0..m {
+                        gm[(i, j)] += self.s.lambda * w[(i, j)];
+                    }
+                }
+            }
+        }
+        (val, losses)
+    }
+
+    /// The minimizer of Σ wts_i ℓ_i + λ/2‖W‖² (weights ≥ 0). Least squares: the m × m
+    /// weighted ridge system Xᵀ diag(wts) X + λI (never an N × N matrix); when λ = 0 the
+    /// minimum-norm solution through an eigenvalue pseudo-inverse with relative tolerance
+    /// 1e-10 (the system is singular when m exceeds the number of weighted samples). Softmax
+    /// cross-entropy: accelerated gradient descent to a relative gradient norm of 1e-10 (at
+    /// most 20,000 iterations); needs λ > 0 or separable-free data to have a minimizer.
+    pub fn fit(&self, wts: &[f64]) -> Result<Vec<f64>> {
+        if wts.len() != self.data.train.len() {
+            return Err(Error::dim(
+                "sample weights",
+                self.data.train.len(),
+                wts.len(),
+            ));
+        }
+        if let Some(i) = wts.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(Error::data(
+                "sample weights",
+                format!("weight {i} is negative or not finite"),
+            ));
+        }
+        match self.s.loss {
+            CleaningLoss::LeastSquares => self.fit_ls(wts),
+            CleaningLoss::SoftmaxCrossEntropy => Ok(self.fit_ce(wts, None)),
+        }
+    }
+
+    fn fit_ls(&self, wts: &[f64]) -> Result<Vec<f64>> {
+        let (m, n) = self.shape();
+        let x = &self.data.train.x;
+        let nt = x.nrows();
+        let sw: Vec<f64> = wts.iter().map(|w| w.sqrt()).collect();
+        let xs = Mat::from_fn(nt, m, |i, j| sw[i] * x[(i, j)]);
+        let ys = Mat::from_fn(nt, n, |i, j| sw[i] * self.y_trn[(i, j)]);
+        let mut a = Mat::<f64>::zeros(m, m);
+        matmul(
+            a.as_mut(),
+            Accum::Replace,
+            xs.transpose(),
+            xs.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        let mut b = Mat::<f64>::zeros(m, n);
+        matmul(
+            b.as_mut(),
+            Accum::Replace,
+            xs.transpose(),
+            ys.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        let sol = if self.s.lambda > 0.0 {
+            for i in 0..m {
+                a[(i, i)] += self.s.lambda;
+            }
+            crate::linalg::spd_solve(
+                "weighted ridge system X^T diag(psi) X + lambda I",
+                a.as_ref(),
+                b.as_ref(),
+            )?
+        } else {
+            let eig = a.self_adjoint_eigen(Side::Lower).map_err(|_| {
+                Error::data(
+                    "weighted Gram matrix",
+                    "eigenvalue computation did not converge",
+                )
+            })?;
+            let (uu, ss) = (eig.U(), eig.S().column_vector());
+            let smax = (0..m).map(|k| ss[k].abs()).fold(0.0, f64::max);
+            let tol = 1e-10 * smax;
+            // W = U diag(1/s_k, s_k > tol) Uᵀ B.
+            let mut ub = Mat::<f64>::zeros(m, n);
+            matmul(
+                ub.as_mut(),
+                Accum::Replace,
+                uu.transpose(),
+                b.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            for k in 0..m {
+                let inv = if ss[k] > tol { 1.0 / ss[k] } else { 0.0 };
+                for j in 0..n {
+                    ub[(k, j)] *= inv;
+                }
+            }
+            let mut sol = Mat::<f64>::zeros(m, n);
+            matmul(sol.as_mut(), Accum::Replace, uu, ub.as_ref(), 1.0, Par::Seq);
+            sol
+        };
+        Ok((0..n)
+            .flat_map(|j| (0..m).map(move |i| (i, j)))
+            .map(|(i, j)| sol[(i, j)])
+            .collect())
+    }
+
+    fn fit_ce(&self, wts: &[f64], start: Option<&[f64]>) -> Vec<f64> {
+        let (m, n) = self.shape();
+        // Smoothness of the weighted CE: ½ σ_max(diag(√w) X)² + λ (softmax Hessian ≤ ½ I).
+        let x = &self.data.train.x;
+        let mut d = vec![1.0; m];
+        let mut sig2 = 0.0;
+        for _ in 0..50 {
+            let mut xd = Mat::<f64>::zeros(x.nrows(), 1);
+            matmul(
+                xd.as_mut(),
+                Accum::Replace,
+                x.as_ref(),
+                crate::linalg::col(&d),
+                1.0,
+                Par::Seq,
+            );
+            for i in 0..x.nrows() {
+                xd[(i, 0)] *= wts[i];
+            }
+            let mut nd = Mat::<f64>::zeros(m, 1);
+            matmul(
+                nd.as_mut(),
+                Accum::Replace,
+                x.transpose(),
+                xd.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            let nv = crate::linalg::to_vec(nd.as_ref());
+            sig2 = crate::linalg::norm(&nv);
+            if sig2 == 0.0 {
+                break;
+            }
+            d = nv.iter().map(|a| a / sig2).collect();
+        }
+        let l = 0.5 * sig2 * 1.01 + self.s.lambda;
+        let mut wk: Vec<f64> = start.map_or_else(|| vec![0.0; m * n], |s| s.to_vec());
+        let mut yk = wk.clone();
+        let mut g = vec![0.0; m * n];
+        self.weighted_objective(wts, &wk, Some(&mut g));
+        let g0 = crate::linalg::norm(&g).max(1e-300);
+        let mut t = 1.0f64;
+        for _ in 0..20_000 {
+            self.weighted_objective(wts, &yk, Some(&mut g));
+            let gn = crate::linalg::norm(&g);
+            if gn <= 1e-10 * g0 {
+                wk.copy_from_slice(&yk);
+                break;
+            }
+            let next: Vec<f64> = yk.iter().zip(&g).map(|(y, gi)| y - gi / l).collect();
+            let tn = 0.5 * (1.0 + (1.0 + 4.0 * t * t).sqrt());
+            let mom = (t - 1.0) / tn;
+            for i in 0..yk.len() {
+                yk[i] = next[i] + mom * (next[i] - wk[i]);
+            }
+            wk = next;
+            t = tn;
+        }
+        wk
+    }
+
+    /// Mean loss and accuracy of W on a split (NaN for an empty split).
+    fn eval_split(&self, x: &Mat<f64>, y: &Mat<f64>, labels: &[usize], v: &[f64]) -> (f64, f64) {
+        if labels.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let (m, n) = self.shape();
+        let mut z = self.scores(x, MatRef::from_column_major_slice(v, m, n));
+        let correct = (0..z.nrows())
+            .filter(|&i| {
+                let best = (0..n)
+                    .max_by(|&a, &b| z[(i, a)].total_cmp(&z[(i, b)]))
+                    .unwrap_or(0);
+                best == labels[i]
+            })
+            .count();
+        let losses = self.losses(&mut z, y, labels, false);
+        let k = labels.len() as f64;
+        (losses.iter().sum::<f64>() / k, correct as f64 / k)
+    }
+
+    /// Validation and test loss and accuracy of the model `v`.
+    pub fn evaluate(&self, v: &[f64]) -> ModelEval {
+        let (val_loss, val_acc) =
+            self.eval_split(&self.data.val.x, &self.y_val, &self.data.val.labels, v);
+        let (test_loss, test_acc) =
+            self.eval_split(&self.data.test.x, &self.y_test, &self.data.test.labels, v);
+        ModelEval {
+            val_loss,
+            val_acc,
+            test_loss,
+            test_acc,
+        }
+    }
+
+    /// Cleaning precision, recall and F1 of the weights at u against the corruption mask.
+    /// Positives are the samples flagged as corrupted (ψ_i < ½, i.e. not kept): precision =
+    /// flagged ∩ corrupted / flagged, recall = flagged ∩ corrupted / corrupted,
+    /// F1 = 2·tp / (flagged + corrupted). NaN where a denominator is 0.
+    pub fn cleaning_scores(&self, u: &[f64]) -> (f64, f64, f64) {
+        let psi = self.weights(u);
+        let (mut tp, mut flagged, mut bad) = (0usize, 0usize, 0usize);
+        for (p, &c) in psi.iter().zip(&self.data.corrupted) {
+            let f = *p < 0.5;
+            flagged += usize::from(f);
+            bad += usize::from(c);
+            tp += usize::from(f && c);
+        }
+        let div = |a: usize, b: usize| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
+        (div(tp, flagged), div(tp, bad), div(2 * tp, flagged + bad))
+    }
+
+    /// A reference trained with fixed weights (see [`Cleaning::fit`]).
+    pub fn reference(&self, weights: Vec<f64>) -> Result<Reference> {
+        let w = self.fit(&weights)?;
+        let eval = self.evaluate(&w);
+        let u = vec![0.0; self.dim_u()];
+        let f = self.f(&u, &w, None, None);
+        Ok(Reference {
+            weights,
+            w,
+            eval,
+            f,
+        })
+    }
+
+    /// Training on all samples with weight 1 (same λ).
+    pub fn reference_unweighted(&self) -> Result<Reference> {
+        self.reference(vec![1.0; self.data.train.len()])
+    }
+
+    /// The oracle: weight 1 on exactly the clean samples, 0 on the corrupted ones (same λ).
+    pub fn reference_oracle(&self) -> Result<Reference> {
+        self.reference(self.data.corrupted.iter().map(|&c| f64::from(!c)).collect())
+    }
+
+    /// The start point used by the experiments: u = 0 (every weight ½), W = 0.
+    pub fn default_start(&self) -> (Vec<f64>, Vec<f64>) {
+        (vec![0.0; self.dim_u()], vec![0.0; self.dim_v()])
+    }
+}
+
+impl Problem for Cleaning {
+    fn name(&self) -> String {
+        let loss = match self.s.loss {
+            CleaningLoss::LeastSquares => "ls",
+            CleaningLoss::SoftmaxCrossEntropy => "ce",
+        };
+        format!(
+            "cleaning({loss}, N={}, m={}, n={}, lambda={})",
+            self.data.train.len(),
+            self.data.features(),
+            self.data.classes,
+            self.s.lambda
+        )
+    }
+
+    fn dim_u(&self) -> usize {
+        self.data.train.len()
+    }
+
+    fn dim_v(&self) -> usize {
+        self.data.features() * self.data.classes
+    }
+
+    fn f(&self, _u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        let (m, n) = self.shape();
+        let w = MatRef::from_column_major_slice(v, m, n);
+        let mut z = self.scores(&self.data.val.x, w);
+        let losses = self.losses(&mut z, &self.y_val, &self.data.val.labels, gv.is_some());
+        if let Some(gu) = gu {
+            gu.fill(0.0);
+        }
+        if let Some(gv) = gv {
+            let gm = faer::MatMut::from_column_major_slice_mut(gv, m, n);
+            matmul(
+                gm,
+                Accum::Replace,
+                self.data.val.x.transpose(),
+                z.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+        }
+        losses.iter().sum()
+    }
+
+    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        let psi = self.weights(u);
+        let (val, losses) = self.weighted_objective(&psi, v, gv);
+        if let Some(gu) = gu {
+            // ∂g/∂u_i = s ψ_i (1 − ψ_i) ℓ_i.
+            for i in 0..gu.len() {
+                gu[i] = self.s.u_scale * psi[i] * (1.0 - psi[i]) * losses[i];
+            }
+        }
+        val
+    }
+
+    fn ll_solution(&self, u: &[f64], w: &mut [f64]) -> bool {
+        if self.s.loss != CleaningLoss::LeastSquares {
+            return false;
+        }
+        {
+            let c = self.cache.lock().expect("cache lock");
+            if let Some((cu, cw)) = c.as_ref()
+                && cu.as_slice() == u
+            {
+                w.copy_from_slice(cw);
+                return true;
+            }
+        }
+        match self.fit_ls(&self.weights(u)) {
+            Ok(sol) => {
+                w.copy_from_slice(&sol);
+                *self.cache.lock().expect("cache lock") = Some((u.to_vec(), sol));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn has_ll_solution(&self) -> bool {
+        self.s.loss == CleaningLoss::LeastSquares
+    }
+
+    fn project_u(&self, u: &mut [f64]) {
+        let b = self.s.bound;
+        for x in u.iter_mut() {
+            *x = x.clamp(-b, b);
+        }
+    }
+
+    fn is_constrained(&self) -> bool {
+        true
+    }
+
+    fn bilevel_optimum(&self) -> Option<f64> {
+        self.certified.then_some(0.0)
+    }
+
+    fn penalty_optimum(&self, _gamma: f64) -> Option<PenaltyOptimum> {
+        // Paper's regime: some W interpolates train and validation, so L_γ = f + γ(g − g*)
+        // reaches 0 for every u; the minimizer is not unique.
+        self.certified.then_some(PenaltyOptimum {
+            value: 0.0,
+            point: None,
+        })
+    }
+
+    fn metric_names(&self) -> Vec<String> {
+        [
+            "val_loss",
+            "val_acc",
+            "test_loss",
+            "test_acc",
+            "precision",
+            "recall",
+            "f1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn metrics(&self, u: &[f64], v: &[f64]) -> Vec<f64> {
+        let e = self.evaluate(v);
+        let (p, r, f1) = self.cleaning_scores(u);
+        vec![e.val_loss, e.val_acc, e.test_loss, e.test_acc, p, r, f1]
+    }
+}

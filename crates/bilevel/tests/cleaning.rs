@@ -1,0 +1,679 @@
+//! Data hyper-cleaning: problem gradients, exact lower-level solution, the IDX reader and
+//! loaders, all solvers on small instances, and a small Fashion-MNIST run where installed.
+
+use bilevel::data::{
+    FASHION_MNIST_DIR, FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data,
+    read_idx,
+};
+use bilevel::diagnostics::gradient_check;
+use bilevel::problems::cleaning::{
+    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, Split,
+};
+use bilevel::solvers::{Bome, F2sa, InnerLoop, Pbgd, Solver};
+use bilevel::{Error, Problem, RunOptions, run};
+use faer::Mat;
+use rand::RngExt;
+use std::io::Write;
+use std::path::PathBuf;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bilevel-cleaning-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn small_clusters(seed: u64, p: f64) -> CleaningData {
+    CleaningData::gaussian_clusters(&ClusterConfig {
+        n_trn: 60,
+        n_val: 40,
+        n_test: 100,
+        m: 6,
+        classes: 3,
+        p,
+        separation: 4.0,
+        seed,
+    })
+    .unwrap()
+}
+
+fn random_point(p: &dyn Problem, seed: u64, scale: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut r = bilevel::seeds::rng(seed, bilevel::seeds::Stream::Init);
+    let u = (0..p.dim_u()).map(|_| r.random_range(-2.0..2.0)).collect();
+    let v = (0..p.dim_v())
+        .map(|_| scale * r.random_range(-1.0..1.0))
+        .collect();
+    (u, v)
+}
+
+#[test]
+fn gradients_match_finite_differences_for_both_losses() {
+    for loss in [
+        CleaningLoss::LeastSquares,
+        CleaningLoss::SoftmaxCrossEntropy,
+    ] {
+        for (lambda, u_scale) in [(0.0, 1.0), (0.3, 2.5)] {
+            let p = Cleaning::new(
+                small_clusters(1, 0.3),
+                CleaningSettings {
+                    loss,
+                    lambda,
+                    u_scale,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let (u, v) = random_point(&p, 3, 0.5);
+            // Coordinate-wise on every block (60 + 18 coordinates).
+            let c = gradient_check(&p, &u, &v, 100);
+            assert!(c.max() <= 1e-6, "{loss:?} lambda={lambda}: {c:?}");
+        }
+    }
+    let p = Cleaning::new(
+        CleaningData::paper_regime(2, 8, 5, 16, 3, 0.5).unwrap(),
+        CleaningSettings::default(),
+    )
+    .unwrap();
+    let (u, v) = random_point(&p, 4, 1.0);
+    let c = gradient_check(&p, &u, &v, 100);
+    assert!(c.max() <= 1e-6, "paper regime: {c:?}");
+}
+
+#[test]
+fn exact_lower_level_solution_zeroes_the_gradient() {
+    // Ridge (λ > 0, N > m) and the λ = 0 pseudo-inverse case with m > N (singular system).
+    let cases = [
+        (small_clusters(5, 0.4), 0.7),
+        (
+            CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(),
+            0.0,
+        ),
+    ];
+    for (data, lambda) in cases {
+        let p = Cleaning::new(
+            data,
+            CleaningSettings {
+                lambda,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (u, _) = random_point(&p, 7, 1.0);
+        let mut w = vec![0.0; p.dim_v()];
+        assert!(p.ll_solution(&u, &mut w));
+        let mut gv = vec![0.0; p.dim_v()];
+        let gs = p.g(&u, &w, None, Some(&mut gv));
+        let mut gv0 = vec![0.0; p.dim_v()];
+        p.g(&u, &vec![0.0; p.dim_v()], None, Some(&mut gv0));
+        let rel = bilevel::linalg::norm(&gv) / bilevel::linalg::norm(&gv0);
+        assert!(
+            rel <= 1e-10,
+            "lambda={lambda}: relative gradient at w* = {rel:e}"
+        );
+        // No nearby point is lower (convexity check along random directions).
+        let mut r = bilevel::seeds::rng(9, bilevel::seeds::Stream::Run);
+        for _ in 0..5 {
+            let d: Vec<f64> = (0..w.len()).map(|_| r.random_range(-1e-3..1e-3)).collect();
+            let wd: Vec<f64> = w.iter().zip(&d).map(|(a, b)| a + b).collect();
+            assert!(p.g(&u, &wd, None, None) >= gs - 1e-12 * gs.abs().max(1.0));
+        }
+        if lambda == 0.0 {
+            // Minimum norm: w lies in the span of the training samples, so it has no component
+            // along the validation samples (orthogonal to every training sample here).
+            let (m, n) = (p.data().features(), p.data().classes);
+            let wm = faer::MatRef::from_column_major_slice(&w, m, n);
+            let xv = &p.data().val.x;
+            let proj = xv * wm;
+            let worst = (0..proj.nrows())
+                .flat_map(|i| (0..n).map(move |j| (i, j)))
+                .map(|(i, j)| proj[(i, j)].abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 1e-10,
+                "least-norm solution leaks into validation directions: {worst:e}"
+            );
+        }
+    }
+}
+
+/// IDX bytes: magic (0, 0, 0x08, 3), sizes, payload.
+fn idx_u8(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(payload);
+    b
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn file_error_text(r: bilevel::Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(e @ Error::File { .. }) => e.to_string(),
+        other => panic!("expected a file error, got {other:?}"),
+    }
+}
+
+#[test]
+fn idx_reader_reads_gzip_and_raw_and_rejects_bad_files() {
+    let d = tmpdir("idx");
+    let payload: Vec<u8> = (0..12).map(|k| (k * 20) as u8).collect();
+    let good = idx_u8(&[2, 2, 3], &payload);
+    std::fs::write(d.join("raw.idx"), &good).unwrap();
+    std::fs::write(d.join("zipped.idx.gz"), gzip(&good)).unwrap();
+    let a = read_idx(&d.join("raw.idx")).unwrap();
+    let b = read_idx(&d.join("zipped.idx.gz")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.dims, vec![2, 2, 3]);
+    assert_eq!(a.items(), (2, 6));
+    assert_eq!(
+        a.to_f64(),
+        payload.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()
+    );
+
+    // Truncated payload, raw and gzip.
+    std::fs::write(d.join("short.idx"), &good[..good.len() - 5]).unwrap();
+    let msg = file_error_text(read_idx(&d.join("short.idx")));
+    assert!(
+        msg.contains("truncated") && msg.contains("short.idx"),
+        "{msg}"
+    );
+    let gz = gzip(&good);
+    std::fs::write(d.join("short.gz"), &gz[..gz.len() / 2]).unwrap();
+    let msg = file_error_text(read_idx(&d.join("short.gz")));
+    assert!(msg.contains("gzip"), "{msg}");
+    // Header cut inside the sizes.
+    std::fs::write(d.join("head.idx"), &good[..9]).unwrap();
+    let msg = file_error_text(read_idx(&d.join("head.idx")));
+    assert!(msg.contains("truncated"), "{msg}");
+    // Corrupt magic and unknown type code.
+    let mut bad = good.clone();
+    bad[0] = 0x7f;
+    std::fs::write(d.join("magic.idx"), &bad).unwrap();
+    let msg = file_error_text(read_idx(&d.join("magic.idx")));
+    assert!(msg.contains("not an IDX file"), "{msg}");
+    let mut bad = good.clone();
+    bad[2] = 0x42;
+    std::fs::write(d.join("type.idx"), &bad).unwrap();
+    let msg = file_error_text(read_idx(&d.join("type.idx")));
+    assert!(msg.contains("unknown type code"), "{msg}");
+    // Trailing garbage.
+    let mut long = good.clone();
+    long.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(d.join("long.idx"), &long).unwrap();
+    let msg = file_error_text(read_idx(&d.join("long.idx")));
+    assert!(msg.contains("beyond"), "{msg}");
+    // Missing file.
+    let msg = file_error_text(read_idx(&d.join("nope.idx")));
+    assert!(msg.contains("nope.idx"), "{msg}");
+}
+
+/// A fake Fashion-MNIST folder: `n` training and `k` test images of 4×4 pixels.
+fn fake_fashion(dir: &std::path::Path, n: u32, k: u32, gz: bool) {
+    let write = |name: &str, bytes: Vec<u8>| {
+        if gz {
+            std::fs::write(dir.join(format!("{name}.gz")), gzip(&bytes)).unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    };
+    for (prefix, count) in [("train", n), ("t10k", k)] {
+        // Pixel 0 of image k is k (identifies it), the rest a fixed pattern.
+        let px: Vec<u8> = (0..count * 16)
+            .map(|i| {
+                if i % 16 == 0 {
+                    (i / 16) as u8
+                } else {
+                    (i * 37 % 256) as u8
+                }
+            })
+            .collect();
+        let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
+        write(
+            &format!("{prefix}-images-idx3-ubyte"),
+            idx_u8(&[count, 4, 4], &px),
+        );
+        let mut lb = vec![0u8, 0, 0x08, 1];
+        lb.extend_from_slice(&count.to_be_bytes());
+        lb.extend_from_slice(&labels);
+        write(&format!("{prefix}-labels-idx1-ubyte"), lb);
+    }
+}
+
+#[test]
+fn fashion_loader_counts_split_and_corruption_on_small_files() {
+    for gz in [true, false] {
+        let d = tmpdir(if gz { "fm-gz" } else { "fm-raw" });
+        fake_fashion(&d, 40, 12, gz);
+        let cfg = FashionMnistConfig {
+            dir: d.clone(),
+            n_trn: 20,
+            n_val: 10,
+            n_test: 12,
+            p: 0.5,
+            seed: 3,
+        };
+        let data = load_fashion_mnist(&cfg).unwrap();
+        assert_eq!(
+            (data.train.len(), data.val.len(), data.test.len()),
+            (20, 10, 12)
+        );
+        assert_eq!(data.features(), 16);
+        assert_eq!(data.classes, 10);
+        assert_eq!(data.corrupted.iter().filter(|&&c| c).count(), 10);
+        let x = &data.train.x;
+        for j in 0..16 {
+            for i in 0..20 {
+                assert!((0.0..=1.0).contains(&x[(i, j)]));
+            }
+        }
+        // The features identify the image, and the image its true label (label = index mod
+        // 10): every corrupted label differs from the true one, every clean one matches.
+        for i in 0..20 {
+            let k = (x[(i, 0)] * 255.0).round() as usize;
+            assert_eq!(
+                data.train.labels[i] != k % 10,
+                data.corrupted[i],
+                "sample {i}"
+            );
+        }
+        // Same seed, same split.
+        let again = load_fashion_mnist(&cfg).unwrap();
+        assert_eq!(again.train.labels, data.train.labels);
+        // Asking for more than the file holds is an error naming the limit.
+        let too_many = FashionMnistConfig {
+            n_trn: 35,
+            ..cfg.clone()
+        };
+        let e = load_fashion_mnist(&too_many).unwrap_err().to_string();
+        assert!(e.contains("<= 40"), "{e}");
+    }
+    let missing = FashionMnistConfig {
+        dir: tmpdir("fm-missing").join("absent"),
+        ..Default::default()
+    };
+    let e = load_fashion_mnist(&missing).unwrap_err().to_string();
+    assert!(e.contains("apt-get install dataset-fashion-mnist"), "{e}");
+}
+
+#[test]
+fn user_data_loads_csv_and_npy_and_rejects_bad_input() {
+    let d = tmpdir("user");
+    let xs = Mat::from_fn(6, 3, |i, j| (i * 3 + j) as f64 / 10.0);
+    bilevel::npy::write_matrix(&d.join("xtr.npy"), &xs).unwrap();
+    std::fs::write(d.join("ytr.csv"), "label\n0\n1\n2\n0\n1\n2\n").unwrap();
+    std::fs::write(d.join("xva.csv"), "0.1,0.2,0.3\n0.4,0.5,0.6\n0.7,0.8,0.9\n").unwrap();
+    std::fs::write(d.join("yva.csv"), "2\n1\n0\n").unwrap();
+    std::fs::write(d.join("mask.csv"), "0\n1\n0\n0\n1\n0\n").unwrap();
+    let paths = UserDataPaths {
+        train_x: d.join("xtr.npy"),
+        train_y: d.join("ytr.csv"),
+        val_x: d.join("xva.csv"),
+        val_y: d.join("yva.csv"),
+        test_x: None,
+        test_y: None,
+        corrupted: Some(d.join("mask.csv")),
+        classes: None,
+    };
+    let data = load_user_data(&paths).unwrap();
+    assert_eq!((data.train.len(), data.val.len(), data.classes), (6, 3, 3));
+    assert_eq!(data.corrupted, vec![false, true, false, false, true, false]);
+    assert_eq!(data.val.x[(1, 2)], 0.6);
+
+    // Labels out of range for the stated number of classes.
+    let e = load_user_data(&UserDataPaths {
+        classes: Some(2),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("out of range") && e.contains("0..2"), "{e}");
+    // Row counts that disagree.
+    std::fs::write(d.join("yshort.csv"), "0\n1\n").unwrap();
+    let e = load_user_data(&UserDataPaths {
+        val_y: d.join("yshort.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::Dimension { .. }), "{e}");
+    assert!(e.to_string().contains("validation set"), "{e}");
+    // NaN features.
+    std::fs::write(
+        d.join("xnan.csv"),
+        "0.1,0.2,0.3\n0.4,NaN,0.6\n0.7,0.8,0.9\n",
+    )
+    .unwrap();
+    let e = load_user_data(&UserDataPaths {
+        val_x: d.join("xnan.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("non-finite") && e.contains("sample 1, feature 1"),
+        "{e}"
+    );
+    // Non-integer labels and unknown extensions.
+    std::fs::write(d.join("yfrac.csv"), "0\n1.5\n2\n").unwrap();
+    let e = load_user_data(&UserDataPaths {
+        val_y: d.join("yfrac.csv"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not a non-negative integer"), "{e}");
+    let e = load_user_data(&UserDataPaths {
+        val_x: d.join("x.parquet"),
+        ..paths.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(".npy or .csv"), "{e}");
+}
+
+#[test]
+fn data_checks_give_clear_errors() {
+    let x = Mat::from_fn(4, 2, |i, j| (i + j) as f64);
+    let ok = || Split::new(x.clone(), vec![0, 1, 0, 1]);
+    let e = CleaningData::new(
+        Split::new(x.clone(), vec![0, 1, 3, 1]),
+        ok(),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("label 3 of sample 2 is out of range"), "{e}");
+    let e = CleaningData::new(
+        ok(),
+        Split::new(x.clone(), vec![0, 1]),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Dimension { .. }), "{e}");
+    let mut xn = x.clone();
+    xn[(2, 1)] = f64::NAN;
+    let e = CleaningData::new(
+        Split::new(xn, vec![0, 1, 0, 1]),
+        ok(),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("NaN") && e.contains("sample 2, feature 1"),
+        "{e}"
+    );
+    let e = CleaningData::new(
+        ok(),
+        Split::new(Mat::zeros(4, 3), vec![0, 1, 0, 1]),
+        Split::empty(2),
+        2,
+        None,
+        "t",
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Dimension { .. }), "{e}");
+    let e = CleaningData::new(ok(), ok(), Split::empty(2), 2, Some(vec![true]), "t").unwrap_err();
+    assert!(matches!(e, Error::Dimension { .. }), "{e}");
+    assert!(
+        CleaningData::paper_regime(0, 10, 10, 15, 3, 0.5)
+            .unwrap_err()
+            .to_string()
+            .contains("m >= n_trn + n_val")
+    );
+    let data = CleaningData::new(ok(), ok(), Split::empty(2), 2, None, "t").unwrap();
+    let e = Cleaning::new(
+        data,
+        CleaningSettings {
+            lambda: -1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("lambda"), "{e}");
+}
+
+fn run_to(p: &Cleaning, s: &mut dyn Solver, iters: usize) -> bilevel::RunOutput {
+    let (u0, v0) = p.default_start();
+    let o = RunOptions {
+        max_iter: iters,
+        record_every: 50,
+        target: Some(1e-12),
+        ..RunOptions::default()
+    };
+    run(p, s, &u0, &v0, &o, &mut []).unwrap()
+}
+
+#[test]
+fn every_solver_reaches_the_certified_optimum_in_the_papers_regime() {
+    let p = Cleaning::new(
+        CleaningData::paper_regime(11, 12, 8, 24, 3, 0.5).unwrap(),
+        CleaningSettings::default(),
+    )
+    .unwrap();
+    assert!(p.certified() && p.gram_offdiag() <= 1e-10);
+    assert_eq!(p.bilevel_optimum(), Some(0.0));
+    let solvers: Vec<Box<dyn Solver>> = vec![
+        Box::new(Pbgd::gauss_seidel(10.0)),
+        Box::new(Pbgd::jacobi(10.0)),
+        Box::new(Pbgd::v_pbgd(1.0, 10.0, 300, None)),
+        Box::new(Pbgd::gauss_seidel(10.0).with_inner(InnerLoop::Gd {
+            steps: 5,
+            warm: true,
+            beta: None,
+        })),
+        Box::new(F2sa::new(1.0, 10.0, 300)),
+        Box::new(Bome::new(0.5, 10, 10.0)),
+    ];
+    for mut s in solvers {
+        let out = run_to(&p, s.as_mut(), 40_000);
+        let r = out.last();
+        // f* = 0 and min L_γ = 0 are certified by the orthogonal construction (checked above).
+        assert!(
+            r.l_gamma <= 1e-8 && r.f <= 1e-8,
+            "{}: L = {:e}, f = {:e}",
+            s.name(),
+            r.l_gamma,
+            r.f
+        );
+        assert!(r.f_gap.abs() <= 1e-8, "{}", s.name());
+    }
+}
+
+#[test]
+fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
+    let data = CleaningData::gaussian_clusters(&ClusterConfig {
+        p: 0.5,
+        seed: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let u_scale = 30.0;
+    let p = Cleaning::new(
+        data,
+        CleaningSettings {
+            lambda: 1.0,
+            u_scale,
+            bound: 10.0 / u_scale,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let un = p.reference_unweighted().unwrap();
+    let or = p.reference_oracle().unwrap();
+    assert!(or.eval.test_acc > un.eval.test_acc + 0.05);
+    let solvers: Vec<Box<dyn Solver>> = vec![
+        Box::new(Pbgd::gauss_seidel(10.0)),
+        Box::new(F2sa::new(1.0, 10.0, 200).with_u_step_ratio(u_scale * u_scale)),
+        Box::new(Bome::new(0.5, 5, 10.0).with_u_step_ratio(u_scale * u_scale)),
+    ];
+    for mut s in solvers {
+        let out = run_to(&p, s.as_mut(), 1000);
+        let e = p.evaluate(&out.v);
+        let (_, recall, f1) = p.cleaning_scores(&out.u);
+        let gap_closed = (e.test_acc - un.eval.test_acc) / (or.eval.test_acc - un.eval.test_acc);
+        assert!(
+            gap_closed >= 0.5,
+            "{}: test acc {:.3} (unweighted {:.3}, oracle {:.3})",
+            s.name(),
+            e.test_acc,
+            un.eval.test_acc,
+            or.eval.test_acc
+        );
+        assert!(
+            recall >= 0.8 && f1 >= 0.6,
+            "{}: recall {recall:.3}, F1 {f1:.3}",
+            s.name()
+        );
+    }
+}
+
+#[test]
+fn softmax_variant_runs_with_inner_gradient_loops_and_its_fit_is_stationary() {
+    let p = Cleaning::new(
+        small_clusters(21, 0.4),
+        CleaningSettings {
+            loss: CleaningLoss::SoftmaxCrossEntropy,
+            lambda: 0.1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!p.has_ll_solution());
+    let r = p.reference_unweighted().unwrap();
+    let mut gv = vec![0.0; p.dim_v()];
+    p.g(&vec![50.0; p.dim_u()], &r.w, None, Some(&mut gv));
+    assert!(
+        bilevel::linalg::norm(&gv) <= 1e-6,
+        "CE fit gradient {:e}",
+        bilevel::linalg::norm(&gv)
+    );
+    let solvers: Vec<Box<dyn Solver>> = vec![
+        Box::new(Pbgd::gauss_seidel(10.0)),
+        Box::new(F2sa::new(1.0, 10.0, 100)),
+        Box::new(Bome::new(0.5, 5, 10.0)),
+    ];
+    for mut s in solvers {
+        let out = run_to(&p, s.as_mut(), 2000);
+        let (first, last) = (&out.trace.records[0], out.last());
+        // Reweighting must beat training on all samples on the upper-level objective.
+        assert!(
+            last.f < r.f,
+            "{}: f {} -> {} (unweighted reference {})",
+            s.name(),
+            first.f,
+            last.f,
+            r.f
+        );
+        assert!(
+            last.ll_gap.abs() < 0.05 * first.g,
+            "{}: gap {}",
+            s.name(),
+            last.ll_gap
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let mk = || {
+        let p = Cleaning::new(
+            small_clusters(2, 0.5),
+            CleaningSettings {
+                lambda: 0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut s = Bome::new(0.5, 3, 10.0);
+        run_to(&p, &mut s, 200).trace
+    };
+    assert!(mk().same_numbers(&mk()));
+}
+
+#[test]
+fn fashion_mnist_subset_reweighting_beats_unweighted() {
+    let dir = PathBuf::from(FASHION_MNIST_DIR);
+    if !dir.join("train-images-idx3-ubyte.gz").exists()
+        && !dir.join("train-images-idx3-ubyte").exists()
+    {
+        println!(
+            "SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
+        );
+        eprintln!(
+            "SKIPPED fashion_mnist_subset_reweighting_beats_unweighted: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
+        );
+        return;
+    }
+    let full = load_fashion_mnist(&FashionMnistConfig {
+        n_trn: 5000,
+        n_val: 5000,
+        n_test: 10_000,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (
+            full.train.len(),
+            full.val.len(),
+            full.test.len(),
+            full.features()
+        ),
+        (5000, 5000, 10_000, 784)
+    );
+    assert_eq!(full.corrupted.iter().filter(|&&c| c).count(), 2500);
+    drop(full);
+    // A 1,000 / 1,000 / 2,000 subset, BOME for 300 iterations (about 6 s here). The model
+    // compared is the lower-level solution retrained at the final weights (same λ), which
+    // never sees the validation set, against training on all samples.
+    let cfg = FashionMnistConfig {
+        n_trn: 1000,
+        n_val: 1000,
+        n_test: 2000,
+        ..Default::default()
+    };
+    let data = load_fashion_mnist(&cfg).unwrap();
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.test.len()),
+        (1000, 1000, 2000)
+    );
+    let u_scale = 10.0;
+    let p = Cleaning::new(
+        data,
+        CleaningSettings {
+            lambda: 1.0,
+            u_scale,
+            bound: 10.0 / u_scale,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let un = p.reference_unweighted().unwrap();
+    let mut s = Bome::new(0.5, 5, 10.0).with_u_step_ratio(u_scale * u_scale);
+    let out = run_to(&p, &mut s, 300);
+    let w = p.fit(&p.weights(&out.u)).unwrap();
+    let e = p.evaluate(&w);
+    println!(
+        "Fashion-MNIST subset: retrained test accuracy {:.4}, unweighted {:.4}",
+        e.test_acc, un.eval.test_acc
+    );
+    assert!(
+        e.test_acc > un.eval.test_acc + 0.02,
+        "reweighted {:.3} vs unweighted {:.3}",
+        e.test_acc,
+        un.eval.test_acc
+    );
+}
