@@ -23,6 +23,11 @@ pub const PANEL_SIZE: (u32, u32) = (600, 450);
 /// Most points a band is computed at.
 pub const MAX_BAND_POINTS: usize = 2000;
 
+/// (x, median, 10% quantile, 90% quantile) in plot coordinates.
+pub type BandPoint = (f64, f64, f64, f64);
+/// A line segment between two points.
+pub type Segment = ((f64, f64), (f64, f64));
+
 const FONT: &str = "sans-serif";
 
 /// Registers the embedded DejaVu Sans under the names plotters asks for. Idempotent.
@@ -333,7 +338,7 @@ fn legend_position(points: &[(f64, f64)], entries: usize) -> SeriesLabelPosition
 /// Pointwise median and 10–90% band of `runs` (see the module doc). Returns (x, median, q10,
 /// q90) in plot coordinates (log10 y when `log_y`). One run gives its own points with a band of
 /// zero width.
-pub fn band(runs: &[Vec<(f64, f64)>], log_y: bool) -> Vec<(f64, f64, f64, f64)> {
+pub fn band(runs: &[Vec<(f64, f64)>], log_y: bool) -> Vec<BandPoint> {
     let clean: Vec<Vec<(f64, f64)>> = runs
         .iter()
         .map(|r| {
@@ -397,7 +402,7 @@ fn draw_curves<DB: DrawingBackend>(
     markers: &[Markers],
 ) -> Result<()> {
     let tf = |y: f64| if log_y { y.log10() } else { y };
-    let bands: Vec<(String, usize, Vec<(f64, f64, f64, f64)>)> = groups
+    let bands: Vec<(String, usize, Vec<BandPoint>)> = groups
         .iter()
         .map(|g| {
             let n = g.runs.iter().filter(|r| !r.is_empty()).count();
@@ -584,7 +589,7 @@ fn viridis(t: f64) -> RGBColor {
 
 /// Contour segments of the grid `z` at `level` by marching squares, in grid units (column j,
 /// row i). Saddle cells are split by the cell's mean value.
-pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<((f64, f64), (f64, f64))> {
+pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<Segment> {
     let mut out = Vec::new();
     let rows = z.len();
     if rows < 2 {
@@ -619,7 +624,7 @@ pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<((f64, f64), (f64, f6
             let top = (x + lerp(d, c), y + 1.0);
             let left = (x, y + lerp(a, d));
             let centre_above = (a + b + c + d) / 4.0 > level;
-            let segs: &[((f64, f64), (f64, f64))] = &match idx {
+            let segs: &[Segment] = &match idx {
                 1 | 14 => vec![(left, bottom)],
                 2 | 13 => vec![(bottom, right)],
                 3 | 12 => vec![(left, right)],
