@@ -104,6 +104,17 @@ pub fn write_figure(fig: &Figure, dir: &Path) -> Result<(PathBuf, PathBuf)> {
         root.present()
             .map_err(|e| anyhow!("cannot write {}: {e}", svg.display()))?;
     }
+    // plotters-svg 0.3.7 writes embedded images as `data:png;...`, which browsers may reject;
+    // the registered MIME type is image/png.
+    let text = std::fs::read_to_string(&svg)
+        .map_err(|e| anyhow!("cannot read back {}: {e}", svg.display()))?;
+    if text.contains("\"data:png;base64,") {
+        std::fs::write(
+            &svg,
+            text.replace("\"data:png;base64,", "\"data:image/png;base64,"),
+        )
+        .map_err(|e| anyhow!("cannot write {}: {e}", svg.display()))?;
+    }
     Ok((png, svg))
 }
 
@@ -274,6 +285,16 @@ fn decade_label(v: f64) -> String {
         })
         .collect();
     format!("10{sup}")
+}
+
+/// Tick label on an axis spanning `span`: values within rounding of zero print as 0 (tick
+/// positions are computed in floating point and land at ±1e-17 instead of 0).
+fn tick_label(v: f64, span: f64) -> String {
+    if v.abs() <= 1e-9 * span.abs() {
+        "0".into()
+    } else {
+        num_label(v)
+    }
 }
 
 /// Short tick labels for linear axes.
@@ -458,12 +479,12 @@ fn draw_curves<DB: DrawingBackend>(
         .build_cartesian_2d(x0..x1, y0..y1)
         .pe()?;
     let decades = (y1 - y0).round() as usize;
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
     let yf = |v: &f64| {
         if log_y {
             decade_label(*v)
         } else {
-            num_label(*v)
+            tick_label(*v, y1 - y0)
         }
     };
     let mut mesh = chart.configure_mesh();
@@ -785,7 +806,8 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
     if let Some(img) = BitMapElement::with_owned_buffer((x0, y1), (pw, ph), buf) {
         chart.draw_series(std::iter::once(img)).pe()?;
     }
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
+    let yf = |v: &f64| tick_label(*v, y1 - y0);
     chart
         .configure_mesh()
         .disable_mesh()
@@ -794,7 +816,7 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
         .axis_desc_style((FONT, 17))
         .label_style((FONT, 14))
         .x_label_formatter(&xf)
-        .y_label_formatter(&xf)
+        .y_label_formatter(&yf)
         .draw()
         .pe()?;
 
@@ -1037,7 +1059,13 @@ fn draw_colorbar<DB: DrawingBackend>(
     }
     let log = h.log_color;
     let decades = (cmax - cmin).round() as usize;
-    let f = move |v: &f64| if log { decade_label(*v) } else { num_label(*v) };
+    let f = move |v: &f64| {
+        if log {
+            decade_label(*v)
+        } else {
+            tick_label(*v, cmax - cmin)
+        }
+    };
     let mut mesh = chart.configure_mesh();
     mesh.disable_mesh()
         .disable_x_axis()
@@ -1090,7 +1118,7 @@ fn draw_bars<DB: DrawingBackend>(
         .y_label_area_size(label_w.max(30) as u32)
         .build_cartesian_2d(x0..x1, -0.5..(n as f64 - 0.5))
         .pe()?;
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
     chart
         .configure_mesh()
         .disable_y_mesh()
