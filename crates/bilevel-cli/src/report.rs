@@ -52,6 +52,8 @@ pub struct Outcome {
     pub summary_json: Option<String>,
     /// Wall time including writing outputs, seconds.
     pub wall_time_s: f64,
+    /// Outputs that could not be written (each counts as a failure).
+    pub output_errors: Vec<String>,
 }
 
 impl Outcome {
@@ -60,7 +62,7 @@ impl Outcome {
         match &self.result {
             Ok(r) => {
                 let p = r.claims.iter().filter(|c| c.pass).count();
-                (p, r.claims.len() - p)
+                (p, r.claims.len() - p + self.output_errors.len())
             }
             Err(_) => (0, 1),
         }
@@ -216,6 +218,9 @@ fn experiment_section(s: &mut String, o: &Outcome) {
     };
     if r.partial {
         let _ = writeln!(s, "**Partial results: interrupted before the end.**\n");
+    }
+    for e in &o.output_errors {
+        let _ = writeln!(s, "**ERROR** writing outputs (counted as a failure): {e}\n");
     }
     let _ = writeln!(s, "### Claims\n");
     let rows: Vec<Vec<String>> = r
