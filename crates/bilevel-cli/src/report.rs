@@ -292,3 +292,62 @@ fn experiment_section(s: &mut String, o: &Outcome) {
         let _ = writeln!(s, ".\n");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(pass: bool) -> Outcome {
+        Outcome {
+            name: "x".into(),
+            title: "a | b".into(),
+            result: Ok(Report {
+                name: "x".into(),
+                title: "a | b".into(),
+                settings: serde_json::json!({"seed": 1}),
+                claims: vec![Claim::new("c", "m", "t", pass)],
+                tables: vec![],
+                figures: vec![],
+                traces: vec![],
+                summary: serde_json::Value::Null,
+                notes: vec![],
+                wall_time_s: 0.5,
+                partial: false,
+            }),
+            figures: vec![],
+            traces: vec![],
+            summary_json: None,
+            wall_time_s: 0.6,
+            output_errors: vec![],
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            command: "bilevel reproduce".into(),
+            quick: true,
+            wall_time_s: 1.0,
+            not_run: vec![],
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn fail_appears_only_when_a_claim_fails() {
+        let ok = reproduce_markdown(&[outcome(true)], &header());
+        assert!(!ok.contains("FAIL"), "{ok}");
+        assert!(ok.contains("All 1 claims PASS"));
+        let bad = reproduce_markdown(&[outcome(true), outcome(false)], &header());
+        assert!(bad.contains("1 of 2 claims FAIL"), "{bad}");
+        assert_eq!(outcome(false).counts(), (0, 1));
+        let mut o = outcome(true);
+        o.output_errors.push("disk full".into());
+        assert_eq!(o.counts(), (1, 1));
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let t = md_table(&["a|b".into()], &[vec!["x\ny".into()]]);
+        assert!(t.contains("a\\|b") && t.contains("x y"), "{t}");
+    }
+}
