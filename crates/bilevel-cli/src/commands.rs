@@ -452,7 +452,12 @@ fn run_markdown(
     if !diverged.is_empty() {
         let _ = writeln!(s, "**{} run(s) diverged:**\n", diverged.len());
         for r in diverged {
-            let _ = writeln!(s, "- seed {}: {}", r.seed, r.error.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                s,
+                "- seed {}: {}",
+                r.seed,
+                report::text(r.error.as_deref().unwrap_or(""))
+            );
         }
         s.push('\n');
     }
@@ -498,7 +503,11 @@ fn run_markdown(
         &rows,
     ));
     if let Some((caption, png, svg)) = figure {
-        let _ = writeln!(s, "\n![convergence]({png})\n\n*{caption}* ([SVG]({svg}))");
+        let _ = writeln!(
+            s,
+            "\n![convergence]({png})\n\n*{}* ([SVG]({svg}))",
+            report::text(&caption)
+        );
     }
     let _ = writeln!(
         s,

@@ -4,9 +4,15 @@ use bilevel::experiments::{Claim, Report, Table};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Escapes text for a Markdown table cell.
+/// Escapes text for a Markdown table cell (pipes, line breaks, and `*` as in "f*", which would
+/// otherwise start emphasis).
 pub fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    text(s).replace('|', "\\|")
+}
+
+/// Escapes running text: `*` is literal (f*, g*), line breaks become spaces.
+pub fn text(s: &str) -> String {
+    s.replace('*', "\\*").replace(['\n', '\r'], " ")
 }
 
 /// A Markdown table.
@@ -208,11 +214,17 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
 }
 
 fn experiment_section(s: &mut String, o: &Outcome) {
-    let _ = writeln!(s, "<a id=\"{}\"></a>\n## {}: {}\n", o.name, o.name, o.title);
+    let _ = writeln!(
+        s,
+        "<a id=\"{}\"></a>\n## {}: {}\n",
+        o.name,
+        o.name,
+        text(&o.title)
+    );
     let r = match &o.result {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(s, "**ERROR**: the experiment stopped: {e}\n");
+            let _ = writeln!(s, "**ERROR**: the experiment stopped: {}\n", text(e));
             return;
         }
     };
@@ -231,11 +243,7 @@ fn experiment_section(s: &mut String, o: &Outcome) {
                 c.text.clone(),
                 c.measured.clone(),
                 c.threshold.clone(),
-                if c.pass {
-                    "PASS".into()
-                } else {
-                    "**FAIL**".into()
-                },
+                if c.pass { "PASS".into() } else { "FAIL".into() },
             ]
         })
         .collect();
@@ -264,14 +272,14 @@ fn experiment_section(s: &mut String, o: &Outcome) {
             "![{}]({})\n\n*{}* ([SVG]({}))\n",
             cell(&f.name),
             f.png,
-            f.caption.replace('\n', " "),
+            text(&f.caption),
             f.svg
         );
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "### Notes\n");
         for n in &r.notes {
-            let _ = writeln!(s, "- {}", n.replace('\n', " "));
+            let _ = writeln!(s, "- {}", text(n));
         }
         s.push('\n');
     }
