@@ -91,53 +91,31 @@ pub fn reproduce(
             traces: Vec::new(),
             summary_json: None,
             wall_time_s: 0.0,
+            output_errors: Vec::new(),
         };
-        if let Ok(r) = &o.result {
-            for f in &r.figures {
-                let (png, svg) = write_figure(f, &fig_dir)
-                    .with_context(|| format!("drawing figure {} of {}", f.name, r.name))?;
-                o.figures.push(FigureFiles {
-                    name: f.name.clone(),
-                    caption: f.caption.clone(),
-                    png: rel(&png, out),
-                    svg: rel(&svg, out),
-                });
+        // Taken out while the outputs record their file names in `o`.
+        let result = std::mem::replace(&mut o.result, Err(String::new()));
+        if let Ok(r) = &result {
+            // A file that cannot be written is reported and counted as a failure; the other
+            // outputs and experiments still go ahead.
+            if let Err(e) = write_outputs(r, &mut o, out, &fig_dir, &trace_dir) {
+                eprintln!("{}: {e:#}", r.name);
+                o.output_errors.push(format!("{e:#}"));
             }
-            let dir = trace_dir.join(safe_stem(&r.name));
-            mkdir(&dir)?;
-            for (stem, tr) in &r.traces {
-                let p = dir.join(format!("{}.csv", safe_stem(stem)));
-                tr.save_csv(&p)
-                    .with_context(|| format!("writing trace {}", p.display()))?;
-                o.traces.push(rel(&p, out));
-            }
-            let sp = dir.join("summary.json");
-            let summary = Summary {
-                name: &r.name,
-                title: &r.title,
-                passed: r.passed(),
-                partial: r.partial,
-                wall_time_s: r.wall_time_s,
-                settings: &r.settings,
-                claims: &r.claims,
-                tables: &r.tables,
-                summary: &r.summary,
-                notes: &r.notes,
-                figures: &o.figures,
-                traces: &o.traces,
-            };
-            let text = serde_json::to_string_pretty(&summary)
-                .with_context(|| format!("serializing the summary of {}", r.name))?;
-            write(&sp, &text)?;
-            o.summary_json = Some(rel(&sp, out));
         }
+        o.result = result;
         o.wall_time_s = t.elapsed().as_secs_f64();
-        let (p, f) = o.counts();
         match &o.result {
             Ok(r) => eprintln!(
-                "{}: {p} of {} claims PASS{} ({:.1} s)",
+                "{}: {} of {} claims PASS{}{} ({:.1} s)",
                 o.name,
-                p + f,
+                r.claims.iter().filter(|c| c.pass).count(),
+                r.claims.len(),
+                if o.output_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} output(s) not written", o.output_errors.len())
+                },
                 if r.partial {
                     ", partial (interrupted)"
                 } else {
@@ -190,6 +168,54 @@ pub fn reproduce(
     } else {
         EXIT_OK
     })
+}
+
+/// Writes an experiment's figures, traces and JSON summary, recording the file names in `o`.
+fn write_outputs(
+    r: &bilevel::experiments::Report,
+    o: &mut Outcome,
+    out: &Path,
+    fig_dir: &Path,
+    trace_dir: &Path,
+) -> Result<()> {
+    for f in &r.figures {
+        let (png, svg) = write_figure(f, fig_dir)
+            .with_context(|| format!("drawing figure {} of {}", f.name, r.name))?;
+        o.figures.push(FigureFiles {
+            name: f.name.clone(),
+            caption: f.caption.clone(),
+            png: rel(&png, out),
+            svg: rel(&svg, out),
+        });
+    }
+    let dir = trace_dir.join(safe_stem(&r.name));
+    mkdir(&dir)?;
+    for (stem, tr) in &r.traces {
+        let p = dir.join(format!("{}.csv", safe_stem(stem)));
+        tr.save_csv(&p)
+            .with_context(|| format!("writing trace {}", p.display()))?;
+        o.traces.push(rel(&p, out));
+    }
+    let sp = dir.join("summary.json");
+    let summary = Summary {
+        name: &r.name,
+        title: &r.title,
+        passed: r.passed(),
+        partial: r.partial,
+        wall_time_s: r.wall_time_s,
+        settings: &r.settings,
+        claims: &r.claims,
+        tables: &r.tables,
+        summary: &r.summary,
+        notes: &r.notes,
+        figures: &o.figures,
+        traces: &o.traces,
+    };
+    let text = serde_json::to_string_pretty(&summary)
+        .with_context(|| format!("serializing the summary of {}", r.name))?;
+    write(&sp, &text)?;
+    o.summary_json = Some(rel(&sp, out));
+    Ok(())
 }
 
 struct SeedRun {
@@ -426,7 +452,12 @@ fn run_markdown(
     if !diverged.is_empty() {
         let _ = writeln!(s, "**{} run(s) diverged:**\n", diverged.len());
         for r in diverged {
-            let _ = writeln!(s, "- seed {}: {}", r.seed, r.error.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                s,
+                "- seed {}: {}",
+                r.seed,
+                report::text(r.error.as_deref().unwrap_or(""))
+            );
         }
         s.push('\n');
     }
@@ -472,7 +503,11 @@ fn run_markdown(
         &rows,
     ));
     if let Some((caption, png, svg)) = figure {
-        let _ = writeln!(s, "\n![convergence]({png})\n\n*{caption}* ([SVG]({svg}))");
+        let _ = writeln!(
+            s,
+            "\n![convergence]({png})\n\n*{}* ([SVG]({svg}))",
+            report::text(&caption)
+        );
     }
     let _ = writeln!(
         s,

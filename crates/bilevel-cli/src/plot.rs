@@ -23,6 +23,11 @@ pub const PANEL_SIZE: (u32, u32) = (600, 450);
 /// Most points a band is computed at.
 pub const MAX_BAND_POINTS: usize = 2000;
 
+/// (x, median, 10% quantile, 90% quantile) in plot coordinates.
+pub type BandPoint = (f64, f64, f64, f64);
+/// A line segment between two points.
+pub type Segment = ((f64, f64), (f64, f64));
+
 const FONT: &str = "sans-serif";
 
 /// Registers the embedded DejaVu Sans under the names plotters asks for. Idempotent.
@@ -98,6 +103,17 @@ pub fn write_figure(fig: &Figure, dir: &Path) -> Result<(PathBuf, PathBuf)> {
         draw_figure(&root, fig)?;
         root.present()
             .map_err(|e| anyhow!("cannot write {}: {e}", svg.display()))?;
+    }
+    // plotters-svg 0.3.7 writes embedded images as `data:png;...`, which browsers may reject;
+    // the registered MIME type is image/png.
+    let text = std::fs::read_to_string(&svg)
+        .map_err(|e| anyhow!("cannot read back {}: {e}", svg.display()))?;
+    if text.contains("\"data:png;base64,") {
+        std::fs::write(
+            &svg,
+            text.replace("\"data:png;base64,", "\"data:image/png;base64,"),
+        )
+        .map_err(|e| anyhow!("cannot write {}: {e}", svg.display()))?;
     }
     Ok((png, svg))
 }
@@ -271,6 +287,16 @@ fn decade_label(v: f64) -> String {
     format!("10{sup}")
 }
 
+/// Tick label on an axis spanning `span`: values within rounding of zero print as 0 (tick
+/// positions are computed in floating point and land at ±1e-17 instead of 0).
+fn tick_label(v: f64, span: f64) -> String {
+    if v.abs() <= 1e-9 * span.abs() {
+        "0".into()
+    } else {
+        num_label(v)
+    }
+}
+
 /// Short tick labels for linear axes.
 fn num_label(v: f64) -> String {
     let a = v.abs();
@@ -333,7 +359,7 @@ fn legend_position(points: &[(f64, f64)], entries: usize) -> SeriesLabelPosition
 /// Pointwise median and 10–90% band of `runs` (see the module doc). Returns (x, median, q10,
 /// q90) in plot coordinates (log10 y when `log_y`). One run gives its own points with a band of
 /// zero width.
-pub fn band(runs: &[Vec<(f64, f64)>], log_y: bool) -> Vec<(f64, f64, f64, f64)> {
+pub fn band(runs: &[Vec<(f64, f64)>], log_y: bool) -> Vec<BandPoint> {
     let clean: Vec<Vec<(f64, f64)>> = runs
         .iter()
         .map(|r| {
@@ -397,7 +423,7 @@ fn draw_curves<DB: DrawingBackend>(
     markers: &[Markers],
 ) -> Result<()> {
     let tf = |y: f64| if log_y { y.log10() } else { y };
-    let bands: Vec<(String, usize, Vec<(f64, f64, f64, f64)>)> = groups
+    let bands: Vec<(String, usize, Vec<BandPoint>)> = groups
         .iter()
         .map(|g| {
             let n = g.runs.iter().filter(|r| !r.is_empty()).count();
@@ -453,12 +479,12 @@ fn draw_curves<DB: DrawingBackend>(
         .build_cartesian_2d(x0..x1, y0..y1)
         .pe()?;
     let decades = (y1 - y0).round() as usize;
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
     let yf = |v: &f64| {
         if log_y {
             decade_label(*v)
         } else {
-            num_label(*v)
+            tick_label(*v, y1 - y0)
         }
     };
     let mut mesh = chart.configure_mesh();
@@ -584,7 +610,7 @@ fn viridis(t: f64) -> RGBColor {
 
 /// Contour segments of the grid `z` at `level` by marching squares, in grid units (column j,
 /// row i). Saddle cells are split by the cell's mean value.
-pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<((f64, f64), (f64, f64))> {
+pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<Segment> {
     let mut out = Vec::new();
     let rows = z.len();
     if rows < 2 {
@@ -619,7 +645,7 @@ pub fn contour_segments(z: &[Vec<f64>], level: f64) -> Vec<((f64, f64), (f64, f6
             let top = (x + lerp(d, c), y + 1.0);
             let left = (x, y + lerp(a, d));
             let centre_above = (a + b + c + d) / 4.0 > level;
-            let segs: &[((f64, f64), (f64, f64))] = &match idx {
+            let segs: &[Segment] = &match idx {
                 1 | 14 => vec![(left, bottom)],
                 2 | 13 => vec![(bottom, right)],
                 3 | 12 => vec![(left, right)],
@@ -787,7 +813,8 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
     if let Some(img) = BitMapElement::with_owned_buffer((x0, y1), (pw, ph), buf) {
         chart.draw_series(std::iter::once(img)).pe()?;
     }
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
+    let yf = |v: &f64| tick_label(*v, y1 - y0);
     chart
         .configure_mesh()
         .disable_mesh()
@@ -796,7 +823,7 @@ fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heat<'_>)
         .axis_desc_style((FONT, 17))
         .label_style((FONT, 14))
         .x_label_formatter(&xf)
-        .y_label_formatter(&xf)
+        .y_label_formatter(&yf)
         .draw()
         .pe()?;
 
@@ -1039,7 +1066,13 @@ fn draw_colorbar<DB: DrawingBackend>(
     }
     let log = h.log_color;
     let decades = (cmax - cmin).round() as usize;
-    let f = move |v: &f64| if log { decade_label(*v) } else { num_label(*v) };
+    let f = move |v: &f64| {
+        if log {
+            decade_label(*v)
+        } else {
+            tick_label(*v, cmax - cmin)
+        }
+    };
     let mut mesh = chart.configure_mesh();
     mesh.disable_mesh()
         .disable_x_axis()
@@ -1092,7 +1125,7 @@ fn draw_bars<DB: DrawingBackend>(
         .y_label_area_size(label_w.max(30) as u32)
         .build_cartesian_2d(x0..x1, -0.5..(n as f64 - 0.5))
         .pe()?;
-    let xf = |v: &f64| num_label(*v);
+    let xf = |v: &f64| tick_label(*v, x1 - x0);
     chart
         .configure_mesh()
         .disable_y_mesh()

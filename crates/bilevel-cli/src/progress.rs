@@ -46,6 +46,8 @@ impl Progress for BarProgress {
 /// An observer that moves a bar to the current iteration of a run.
 pub struct RunBar {
     bar: ProgressBar,
+    hidden: bool,
+    seen: u64,
 }
 
 impl RunBar {
@@ -53,15 +55,26 @@ impl RunBar {
     pub fn new(prefix: &str, max_iter: usize) -> Self {
         let bar = ProgressBar::new(max_iter as u64).with_style(style());
         bar.set_prefix(prefix.to_string());
-        RunBar { bar }
+        RunBar {
+            hidden: bar.is_hidden(),
+            bar,
+            seen: 0,
+        }
     }
 }
 
 impl Observer for RunBar {
     fn observe(&mut self, snap: &Snapshot<'_>) {
+        // Records can come every iteration of a cheap problem: stay out of the way.
+        if self.hidden {
+            return;
+        }
         self.bar.set_position(snap.record.iter as u64);
-        self.bar
-            .set_message(format!("L_gamma = {:.3e}", snap.record.l_gamma));
+        if self.seen.is_multiple_of(256) {
+            self.bar
+                .set_message(format!("L_gamma = {:.3e}", snap.record.l_gamma));
+        }
+        self.seen += 1;
     }
     fn finish(&mut self, _status: &Status) {
         self.bar.finish_and_clear();

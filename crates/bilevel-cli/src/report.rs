@@ -4,9 +4,15 @@ use bilevel::experiments::{Claim, Report, Table};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Escapes text for a Markdown table cell.
+/// Escapes text for a Markdown table cell (pipes, line breaks, and `*` as in "f*", which would
+/// otherwise start emphasis).
 pub fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    text(s).replace('|', "\\|")
+}
+
+/// Escapes running text: `*` is literal (f*, g*), line breaks become spaces.
+pub fn text(s: &str) -> String {
+    s.replace('*', "\\*").replace(['\n', '\r'], " ")
 }
 
 /// A Markdown table.
@@ -52,6 +58,8 @@ pub struct Outcome {
     pub summary_json: Option<String>,
     /// Wall time including writing outputs, seconds.
     pub wall_time_s: f64,
+    /// Outputs that could not be written (each counts as a failure).
+    pub output_errors: Vec<String>,
 }
 
 impl Outcome {
@@ -60,7 +68,7 @@ impl Outcome {
         match &self.result {
             Ok(r) => {
                 let p = r.claims.iter().filter(|c| c.pass).count();
-                (p, r.claims.len() - p)
+                (p, r.claims.len() - p + self.output_errors.len())
             }
             Err(_) => (0, 1),
         }
@@ -206,16 +214,25 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
 }
 
 fn experiment_section(s: &mut String, o: &Outcome) {
-    let _ = writeln!(s, "<a id=\"{}\"></a>\n## {}: {}\n", o.name, o.name, o.title);
+    let _ = writeln!(
+        s,
+        "<a id=\"{}\"></a>\n## {}: {}\n",
+        o.name,
+        o.name,
+        text(&o.title)
+    );
     let r = match &o.result {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(s, "**ERROR**: the experiment stopped: {e}\n");
+            let _ = writeln!(s, "**ERROR**: the experiment stopped: {}\n", text(e));
             return;
         }
     };
     if r.partial {
         let _ = writeln!(s, "**Partial results: interrupted before the end.**\n");
+    }
+    for e in &o.output_errors {
+        let _ = writeln!(s, "**ERROR** writing outputs (counted as a failure): {e}\n");
     }
     let _ = writeln!(s, "### Claims\n");
     let rows: Vec<Vec<String>> = r
@@ -226,11 +243,7 @@ fn experiment_section(s: &mut String, o: &Outcome) {
                 c.text.clone(),
                 c.measured.clone(),
                 c.threshold.clone(),
-                if c.pass {
-                    "PASS".into()
-                } else {
-                    "**FAIL**".into()
-                },
+                if c.pass { "PASS".into() } else { "FAIL".into() },
             ]
         })
         .collect();
@@ -259,14 +272,14 @@ fn experiment_section(s: &mut String, o: &Outcome) {
             "![{}]({})\n\n*{}* ([SVG]({}))\n",
             cell(&f.name),
             f.png,
-            f.caption.replace('\n', " "),
+            text(&f.caption),
             f.svg
         );
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "### Notes\n");
         for n in &r.notes {
-            let _ = writeln!(s, "- {}", n.replace('\n', " "));
+            let _ = writeln!(s, "- {}", text(n));
         }
         s.push('\n');
     }
@@ -285,5 +298,64 @@ fn experiment_section(s: &mut String, o: &Outcome) {
             let _ = write!(s, ", {} trace CSV files in `{dir}/`", o.traces.len());
         }
         let _ = writeln!(s, ".\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(pass: bool) -> Outcome {
+        Outcome {
+            name: "x".into(),
+            title: "a | b".into(),
+            result: Ok(Report {
+                name: "x".into(),
+                title: "a | b".into(),
+                settings: serde_json::json!({"seed": 1}),
+                claims: vec![Claim::new("c", "m", "t", pass)],
+                tables: vec![],
+                figures: vec![],
+                traces: vec![],
+                summary: serde_json::Value::Null,
+                notes: vec![],
+                wall_time_s: 0.5,
+                partial: false,
+            }),
+            figures: vec![],
+            traces: vec![],
+            summary_json: None,
+            wall_time_s: 0.6,
+            output_errors: vec![],
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            command: "bilevel reproduce".into(),
+            quick: true,
+            wall_time_s: 1.0,
+            not_run: vec![],
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn fail_appears_only_when_a_claim_fails() {
+        let ok = reproduce_markdown(&[outcome(true)], &header());
+        assert!(!ok.contains("FAIL"), "{ok}");
+        assert!(ok.contains("All 1 claims PASS"));
+        let bad = reproduce_markdown(&[outcome(true), outcome(false)], &header());
+        assert!(bad.contains("1 of 2 claims FAIL"), "{bad}");
+        assert_eq!(outcome(false).counts(), (0, 1));
+        let mut o = outcome(true);
+        o.output_errors.push("disk full".into());
+        assert_eq!(o.counts(), (1, 1));
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let t = md_table(&["a|b".into()], &[vec!["x\ny".into()]]);
+        assert!(t.contains("a\\|b") && t.contains("x y"), "{t}");
     }
 }

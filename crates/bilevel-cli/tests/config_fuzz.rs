@@ -158,6 +158,80 @@ const SECTIONS: &[&str] = &[
     "solver.smoothness",
 ];
 
+/// The keys each section accepts (for some kind), by section index.
+const SECTION_KEYS: &[&[&str]] = &[
+    &["seeds"],
+    &[
+        "kind", "du", "dv", "seed", "hf", "bf", "hg", "bg", "lo", "hi",
+    ],
+    &[
+        "kind",
+        "update",
+        "gamma",
+        "gamma_start",
+        "gamma_end",
+        "gamma_iters",
+        "c",
+        "alpha",
+        "alpha0",
+        "v_steps",
+        "inner",
+        "inner_steps",
+        "inner_warm",
+        "inner_beta",
+        "smoothness",
+    ],
+    &[
+        "max_iter",
+        "record_every",
+        "grad_tol",
+        "rel_tol",
+        "target",
+        "dist_tol",
+        "max_time_s",
+        "monitor_inner_steps",
+        "divergence_factor",
+    ],
+    &["u0", "v0", "box"],
+    &["formats", "figure"],
+    &["lf", "lg", "lg_vv"],
+];
+
+/// Sets `key = value` in section `sec` of base config `variant`; the rendered TOML.
+fn with(variant: usize, sec: usize, key: &str, value: &str) -> String {
+    let mut d = base(variant);
+    let section = d.get_mut(SECTIONS[sec]).unwrap();
+    match section.iter_mut().find(|(k, _)| k == key) {
+        Some(kv) => kv.1 = value.to_string(),
+        None => section.push((key.to_string(), value.to_string())),
+    }
+    render(&d)
+}
+
+/// Every section × every key it accepts × every value: accepted, or an error naming the key.
+#[test]
+fn every_key_with_every_value() {
+    let mut errors = 0;
+    for variant in 0..2 {
+        for (sec, keys) in SECTION_KEYS.iter().enumerate() {
+            for key in *keys {
+                for value in VALUES {
+                    let text = with(variant, sec, key, value);
+                    if let Err(msg) = parse(&text) {
+                        errors += 1;
+                        assert!(
+                            names_key(&msg, key),
+                            "error does not name `{key}`:\n{msg}\n--- config:\n{text}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Most combinations are invalid; the loop must have exercised the error paths.
+    assert!(errors > 1000, "only {errors} errors");
+}
+
 /// True when `key` appears in `msg` as a whole word (not inside another identifier).
 fn names_key(msg: &str, key: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -175,30 +249,24 @@ fn parse(text: &str) -> Result<Config, String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
 
     #[test]
     fn one_key_value_changed(
         variant in 0usize..2,
         sec in 0usize..SECTIONS.len(),
         key in prop_oneof![
-            3 => (0usize..KEYS.len()).prop_map(|i| KEYS[i].to_string()),
-            1 => "[a-z][a-z_]{0,10}",
+            2 => (0usize..KEYS.len()).prop_map(|i| KEYS[i].to_string()),
+            1 => "[a-z][a-z_0-9]{0,10}",
         ],
         val in 0usize..VALUES.len(),
     ) {
-        let mut d = base(variant);
-        let section = d.get_mut(SECTIONS[sec]).unwrap();
-        match section.iter_mut().find(|(k, _)| *k == key) {
-            Some(kv) => kv.1 = VALUES[val].to_string(),
-            None => section.push((key.clone(), VALUES[val].to_string())),
-        }
-        let text = render(&d);
+        let text = with(variant, sec, &key, VALUES[val]);
         if let Err(msg) = parse(&text) {
             prop_assert!(names_key(&msg, &key), "error does not name `{}`:\n{}\n--- config:\n{}", key, msg, text);
         }
-        if !KEYS.contains(&key.as_str()) {
-            prop_assert!(parse(&text).is_err(), "unknown key `{}` accepted:\n{}", key, text);
+        if !SECTION_KEYS[sec].contains(&key.as_str()) {
+            prop_assert!(parse(&text).is_err(), "key `{}` accepted in [{}]:\n{}", key, SECTIONS[sec], text);
         }
     }
 

@@ -80,7 +80,7 @@ fn diverging_run_exits_nonzero_and_keeps_partial_trace() {
     assert!(err.contains("diverged") && err.contains("alpha"), "{err}");
     let csv = std::fs::read_to_string(out.join("traces/seed0.csv")).unwrap();
     let rows = csv.lines().count();
-    assert!(rows >= 2 && rows < 1000, "partial trace of {rows} lines");
+    assert!((2..1000).contains(&rows), "partial trace of {rows} lines");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("traces/seed0.json")).unwrap())
             .unwrap();
