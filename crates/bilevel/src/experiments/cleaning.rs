@@ -633,10 +633,12 @@ impl Experiment for CleaningStudy {
                 gamma: 10.0,
                 iters: if ctx.quick { 30 } else { 300 },
             };
+            // Two seeds in the full run keep `reproduce` within its time budget (each run of
+            // the full split takes about a minute per solver on this 2-core machine).
             let (n_trn, n_val, n_test, seeds) = if ctx.quick {
                 (1000, 1000, 2000, 1)
             } else {
-                (5000, 5000, 10_000, 5)
+                (5000, 5000, 10_000, 2)
             };
             ctx.progress.message("cleaning: Fashion-MNIST");
             let problems: Vec<Cleaning> = (0..seeds)
@@ -702,18 +704,21 @@ impl Experiment for CleaningStudy {
                     .collect();
                 let (gc, _, _) = med(&closed);
                 let (f1m, _, _) = med(&col(|r| r.f1));
-                claims.push(Claim::new(
-                    format!("Fashion-MNIST (p = 0.5, linear least-squares model, λ = {}): {label} closes at least 80% of the test-accuracy gap from unweighted to oracle training (model retrained on the kept samples)", fm.lambda),
-                    format!("median gap closed {:.1}% over {seeds} seeds ({} iterations)", 100.0 * gc, fm.iters),
-                    "≥ 80%",
-                    gc >= 0.8,
-                ));
-                claims.push(Claim::new(
-                    format!("Fashion-MNIST: {label} cleaning F1 ≥ 0.85"),
-                    format!("median F1 {f1m:.3}"),
-                    "≥ 0.85",
-                    f1m >= 0.85,
-                ));
+                // The targets are about the full split; the quick subset only reports numbers.
+                if !ctx.quick {
+                    claims.push(Claim::new(
+                        format!("Fashion-MNIST (p = 0.5, linear least-squares model, λ = {}): {label} closes at least 80% of the test-accuracy gap from unweighted to oracle training (model retrained on the kept samples)", fm.lambda),
+                        format!("median gap closed {:.1}% over {seeds} seeds ({} iterations)", 100.0 * gc, fm.iters),
+                        "≥ 80%",
+                        gc >= 0.8,
+                    ));
+                    claims.push(Claim::new(
+                        format!("Fashion-MNIST: {label} cleaning F1 ≥ 0.85"),
+                        format!("median F1 {f1m:.3}"),
+                        "≥ 0.85",
+                        f1m >= 0.85,
+                    ));
+                }
                 rows.push(vec![
                     label.into(),
                     cell(&col(|r| r.f1), 3),
@@ -738,6 +743,9 @@ impl Experiment for CleaningStudy {
                     .collect(),
                 rows,
             });
+            if ctx.quick {
+                notes.push("Quick mode runs a 1,000/1,000/2,000 subset for 30 iterations and reports it without claims: the ≥ 80% and F1 ≥ 0.85 targets are checked in the full run only.".into());
+            }
             notes.push("Fashion-MNIST runs F²SA and BOME only: Gauss–Seidel PBGD with the exact g* needs an m × m weighted Gram (N m² ≈ 3 GFLOP for N = 5,000, m = 784) every iteration, too slow for this budget. The W block is badly conditioned on raw [0, 1] pixels (κ ≈ 1e5 at λ = 1), so gradient steps on W converge slowly; the numbers are what the stated budget reaches.".into());
         }
         notes.push("Weights are sigmoid(s·u) with s = u_scale (30 on the clusters, 10 on Fashion-MNIST) and the box |s·u| ≤ 10: scaling u multiplies the u block's effective step by s² relative to W (Gauss–Seidel PBGD has one step size for both blocks); F²SA and BOME take ξ_u/ξ_v = s² for the same reason. Chosen by a short manual sweep on seed 1 (p = 0.5), not tuned per p or per seed.".into());
