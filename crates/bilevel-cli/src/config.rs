@@ -11,8 +11,15 @@
 //! and `build`.
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data};
+use bilevel::problems::cleaning::{
+    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig,
+};
+use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
 use bilevel::problems::{Example1, Quadratic, Toy1d};
-use bilevel::solvers::{GammaSchedule, InnerLoop, Pbgd, Solver, StepRule, Update};
+use bilevel::solvers::{
+    Aid, Bome, F2sa, GammaSchedule, InnerLoop, Itd, LinearSolve, Pbgd, Solver, StepRule, Update,
+};
 use bilevel::{Problem, RunOptions, Smoothness};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -32,6 +39,14 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
         "quadratic",
         "quadratic bilevel family with closed-form optima (keys: du, dv, seed; or hf, bf, hg, bg .npy files and du)",
     ),
+    (
+        "replearn",
+        "representation learning, two-layer linear network (keys: regime, seed, n_trn, n_val, m, h, n, noise, cond, scaling; or data_dir and h)",
+    ),
+    (
+        "cleaning",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale)",
+    ),
 ];
 
 /// Solver kinds accepted in `[solver] kind = ...`, with a one-line description.
@@ -43,6 +58,22 @@ pub const SOLVER_KINDS: &[(&str, &str)] = &[
     (
         "v-pbgd",
         "V-PBGD: Jacobi steps, gamma ramped linearly, alpha = alpha0 · min(1, 1/gamma)",
+    ),
+    (
+        "f2sa",
+        "F²SA (Kwon et al.): lambda ramped from lambda0 to lambda_max over ramp_iters",
+    ),
+    (
+        "bome",
+        "BOME (Liu et al.): step along ∇f + λ∇q with λ from eta (keys: eta, inner_steps, report_gamma)",
+    ),
+    (
+        "aid",
+        "implicit differentiation on F: solve = \"cg\" | \"neumann\" (keys: inner_steps, iters, tol, terms, beta)",
+    ),
+    (
+        "itd",
+        "iterative differentiation on F through inner_steps unrolled steps (keys: inner_steps, beta)",
     ),
 ];
 
@@ -98,6 +129,213 @@ pub enum ProblemConfig {
     Toy1d(Toy1dConfig),
     /// The quadratic family.
     Quadratic(QuadraticConfig),
+    /// Representation learning.
+    Replearn(ReplearnConfig),
+    /// Data hyper-cleaning.
+    Cleaning(Box<CleaningConfig>),
+}
+
+/// `kind = "replearn"`: a generated instance of a regime, or data files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplearnConfig {
+    /// "certified-global" (default) | "intermediate" | "general".
+    pub regime: Option<Regime>,
+    /// Data seed (default 0).
+    pub seed: Option<u64>,
+    /// Training samples N.
+    pub n_trn: Option<usize>,
+    /// Validation samples N'.
+    pub n_val: Option<usize>,
+    /// Input features m.
+    pub m: Option<usize>,
+    /// Hidden width h (≥ m).
+    pub h: Option<usize>,
+    /// Outputs n.
+    pub n: Option<usize>,
+    /// Label noise.
+    pub noise: Option<f64>,
+    /// Condition number of the stacked features.
+    pub cond: Option<f64>,
+    /// "sum" (½‖·‖²) or "mean" (1/N scaling).
+    pub scaling: Option<Scaling>,
+    /// Directory with x_trn, y_trn, x_val, y_val as .npy or .csv (then `h` is required).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Data source of a cleaning problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CleaningSource {
+    /// The paper's regime: mutually orthogonal samples, λ = 0.
+    Paper,
+    /// Gaussian class clusters with label flips.
+    Clusters,
+    /// Fashion-MNIST from the Debian package (or `dir`).
+    FashionMnist,
+    /// User files.
+    Files,
+}
+
+/// `kind = "cleaning"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleaningConfig {
+    /// Where the data comes from.
+    pub data: CleaningSource,
+    /// Data seed (split and corruption).
+    pub seed: Option<u64>,
+    /// Training samples.
+    pub n_trn: Option<usize>,
+    /// Validation samples.
+    pub n_val: Option<usize>,
+    /// Test samples (clusters, fashion-mnist).
+    pub n_test: Option<usize>,
+    /// Features (paper, clusters).
+    pub m: Option<usize>,
+    /// Classes (paper, clusters).
+    pub classes: Option<usize>,
+    /// Fraction of corrupted training labels.
+    pub p: Option<f64>,
+    /// Distance between class means (clusters).
+    pub separation: Option<f64>,
+    /// Directory of the IDX files (fashion-mnist).
+    pub dir: Option<PathBuf>,
+    /// User data files (files).
+    pub files: Option<UserDataPaths>,
+    /// "least-squares" (default) | "softmax-cross-entropy".
+    pub loss: Option<CleaningLoss>,
+    /// Ridge λ ≥ 0.
+    pub lambda: Option<f64>,
+    /// Box |s·u_i| ≤ bound.
+    pub bound: Option<f64>,
+    /// Weights sigmoid(u_scale · u).
+    pub u_scale: Option<f64>,
+}
+
+impl CleaningConfig {
+    fn build(&self, base_dir: &Path) -> Result<Cleaning> {
+        let seed = self.seed.unwrap_or(0);
+        let data = match self.data {
+            CleaningSource::Paper => {
+                let (n_trn, n_val) = (self.n_trn.unwrap_or(40), self.n_val.unwrap_or(20));
+                CleaningData::paper_regime(
+                    seed,
+                    n_trn,
+                    n_val,
+                    self.m.unwrap_or(n_trn + n_val + 20),
+                    self.classes.unwrap_or(5),
+                    self.p.unwrap_or(0.5),
+                )?
+            }
+            CleaningSource::Clusters => {
+                let d = ClusterConfig::default();
+                CleaningData::gaussian_clusters(&ClusterConfig {
+                    n_trn: self.n_trn.unwrap_or(d.n_trn),
+                    n_val: self.n_val.unwrap_or(d.n_val),
+                    n_test: self.n_test.unwrap_or(d.n_test),
+                    m: self.m.unwrap_or(d.m),
+                    classes: self.classes.unwrap_or(d.classes),
+                    p: self.p.unwrap_or(d.p),
+                    separation: self.separation.unwrap_or(d.separation),
+                    seed,
+                })?
+            }
+            CleaningSource::FashionMnist => {
+                let d = FashionMnistConfig::default();
+                load_fashion_mnist(&FashionMnistConfig {
+                    dir: self.dir.as_ref().map_or(d.dir, |p| base_dir.join(p)),
+                    n_trn: self.n_trn.unwrap_or(d.n_trn),
+                    n_val: self.n_val.unwrap_or(d.n_val),
+                    n_test: self.n_test.unwrap_or(d.n_test),
+                    p: self.p.unwrap_or(d.p),
+                    seed,
+                })?
+            }
+            CleaningSource::Files => {
+                let Some(f) = &self.files else {
+                    bail!(
+                        "[problem] data = \"files\" needs a [problem.files] table with train_x, train_y, val_x, val_y (and optionally test_x, test_y, corrupted, classes)"
+                    );
+                };
+                let j = |p: &PathBuf| base_dir.join(p);
+                load_user_data(&UserDataPaths {
+                    train_x: j(&f.train_x),
+                    train_y: j(&f.train_y),
+                    val_x: j(&f.val_x),
+                    val_y: j(&f.val_y),
+                    test_x: f.test_x.as_ref().map(j),
+                    test_y: f.test_y.as_ref().map(j),
+                    corrupted: f.corrupted.as_ref().map(j),
+                    classes: f.classes,
+                })?
+            }
+        };
+        let d = CleaningSettings::default();
+        let lambda = self
+            .lambda
+            .unwrap_or(if self.data == CleaningSource::Paper {
+                0.0
+            } else {
+                1.0
+            });
+        Ok(Cleaning::new(
+            data,
+            CleaningSettings {
+                loss: self.loss.unwrap_or(d.loss),
+                lambda,
+                bound: self.bound.unwrap_or(d.bound),
+                u_scale: self.u_scale.unwrap_or(d.u_scale),
+            },
+        )?)
+    }
+}
+
+impl ReplearnConfig {
+    fn build(&self, base_dir: &Path) -> Result<RepLearning> {
+        let scaling = self.scaling.unwrap_or_default();
+        if let Some(dir) = &self.data_dir {
+            let Some(h) = self.h else {
+                bail!(
+                    "[problem] `data_dir` needs `h` (the hidden width, at least the number of features m)"
+                );
+            };
+            for (k, given) in [
+                ("regime", self.regime.is_some()),
+                ("seed", self.seed.is_some()),
+                ("n_trn", self.n_trn.is_some()),
+                ("n_val", self.n_val.is_some()),
+                ("m", self.m.is_some()),
+                ("n", self.n.is_some()),
+                ("noise", self.noise.is_some()),
+                ("cond", self.cond.is_some()),
+            ] {
+                if given {
+                    bail!(
+                        "[problem] `{k}` is for generated instances, not with `data_dir`; remove it"
+                    );
+                }
+            }
+            return Ok(RepLearning::from_dir(&base_dir.join(dir), h, scaling)?);
+        }
+        let regime = self.regime.unwrap_or(Regime::CertifiedGlobal);
+        let d = RepSizes::default_for(regime);
+        let sizes = RepSizes {
+            n_trn: self.n_trn.unwrap_or(d.n_trn),
+            n_val: self.n_val.unwrap_or(d.n_val),
+            m: self.m.unwrap_or(d.m),
+            h: self.h.unwrap_or(d.h),
+            n: self.n.unwrap_or(d.n),
+            noise: self.noise.unwrap_or(d.noise),
+            cond: self.cond.unwrap_or(d.cond),
+            scaling,
+        };
+        Ok(RepLearning::generate(
+            regime,
+            &sizes,
+            self.seed.unwrap_or(0),
+        )?)
+    }
 }
 
 /// `kind = "example1"`: no further keys.
@@ -154,6 +392,8 @@ impl ProblemConfig {
             "example1" => Self::Example1(section(table, s, kind)?),
             "toy1d" => Self::Toy1d(section(table, s, kind)?),
             "quadratic" => Self::Quadratic(section(table, s, kind)?),
+            "replearn" => Self::Replearn(section(table, s, kind)?),
+            "cleaning" => Self::Cleaning(section(table, s, kind)?),
             _ => return Ok(None),
         }))
     }
@@ -169,6 +409,27 @@ impl ProblemConfig {
                 seed: Some(seed),
                 ..Default::default()
             }),
+            "replearn" => Self::Replearn(ReplearnConfig {
+                seed: Some(seed),
+                ..Default::default()
+            }),
+            "cleaning" => Self::Cleaning(Box::new(CleaningConfig {
+                data: CleaningSource::Clusters,
+                seed: Some(seed),
+                n_trn: Some(60),
+                n_val: Some(30),
+                n_test: Some(30),
+                m: Some(8),
+                classes: Some(3),
+                p: None,
+                separation: None,
+                dir: None,
+                files: None,
+                loss: None,
+                lambda: None,
+                bound: None,
+                u_scale: None,
+            })),
             _ => return None,
         })
     }
@@ -176,6 +437,43 @@ impl ProblemConfig {
     fn validate(&self) -> Result<()> {
         match self {
             Self::Example1(_) => Ok(()),
+            Self::Replearn(c) => {
+                for (k, v) in [("noise", c.noise), ("cond", c.cond)] {
+                    if let Some(x) = v
+                        && !(x.is_finite() && x >= 0.0)
+                    {
+                        bail!("[problem] `{k}` = {x}: must be finite and >= 0");
+                    }
+                }
+                Ok(())
+            }
+            Self::Cleaning(c) => {
+                if let Some(p) = c.p
+                    && !(0.0..1.0).contains(&p)
+                {
+                    bail!("[problem] `p` = {p}: the corruption rate must be in [0, 1)");
+                }
+                for (k, v) in [("lambda", c.lambda), ("separation", c.separation)] {
+                    if let Some(x) = v
+                        && !(x.is_finite() && x >= 0.0)
+                    {
+                        bail!("[problem] `{k}` = {x}: must be finite and >= 0");
+                    }
+                }
+                for (k, v) in [("bound", c.bound), ("u_scale", c.u_scale)] {
+                    if let Some(x) = v
+                        && !(x.is_finite() && x > 0.0)
+                    {
+                        bail!("[problem] `{k}` = {x}: must be finite and > 0");
+                    }
+                }
+                if c.files.is_some() != (c.data == CleaningSource::Files) {
+                    bail!(
+                        "[problem] a [problem.files] table goes with data = \"files\" and only with it"
+                    );
+                }
+                Ok(())
+            }
             Self::Toy1d(c) => {
                 if !(c.lo.is_finite() && c.hi.is_finite() && c.lo >= 0.0 && c.lo < c.hi) {
                     bail!(
@@ -261,6 +559,12 @@ impl ProblemConfig {
                     )?),
                 }
             }
+            Self::Replearn(c) => {
+                Box::new(c.build(base_dir).context("[problem] kind = \"replearn\"")?)
+            }
+            Self::Cleaning(c) => {
+                Box::new(c.build(base_dir).context("[problem] kind = \"cleaning\"")?)
+            }
         })
     }
 
@@ -270,6 +574,8 @@ impl ProblemConfig {
             Self::Example1(_) => "example1",
             Self::Toy1d(_) => "toy1d",
             Self::Quadratic(_) => "quadratic",
+            Self::Replearn(_) => "replearn",
+            Self::Cleaning(_) => "cleaning",
         }
     }
 }
@@ -281,6 +587,268 @@ pub enum SolverConfig {
     Pbgd(PbgdConfig),
     /// V-PBGD.
     VPbgd(VPbgdConfig),
+    /// F²SA.
+    F2sa(F2saConfig),
+    /// BOME.
+    Bome(BomeConfig),
+    /// AID.
+    Aid(AidConfig),
+    /// ITD.
+    Itd(ItdConfig),
+}
+
+/// `kind = "f2sa"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct F2saConfig {
+    /// λ at iteration 0 (default 1).
+    pub lambda0: Option<f64>,
+    /// Final λ (default 100).
+    pub lambda_max: Option<f64>,
+    /// Ramp length (default 1000).
+    pub ramp_iters: Option<usize>,
+    /// α = c / (ℓ_f + λ ℓ_g).
+    pub c: Option<f64>,
+    /// Fixed α.
+    pub alpha: Option<f64>,
+    /// Ratio of the u step to the v step.
+    pub u_step_ratio: Option<f64>,
+    /// Inner loop for z.
+    pub inner: Option<InnerKind>,
+    /// Inner gradient steps.
+    pub inner_steps: Option<usize>,
+    /// Warm-start the inner loop.
+    pub inner_warm: Option<bool>,
+    /// Inner step β.
+    pub inner_beta: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+/// `kind = "bome"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BomeConfig {
+    /// η in φ = η‖∇q‖² (default 0.5).
+    pub eta: Option<f64>,
+    /// Lower-level steps T for w_T(u) (default 10).
+    pub inner_steps: Option<usize>,
+    /// γ used to report L_γ in the records (default 10).
+    pub report_gamma: Option<f64>,
+    /// α = c / (ℓ_f + ℓ_g).
+    pub c: Option<f64>,
+    /// Fixed α.
+    pub alpha: Option<f64>,
+    /// Ratio of the u step to the v step.
+    pub u_step_ratio: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+/// Linear solve of AID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AidSolve {
+    /// Conjugate gradient.
+    Cg,
+    /// Truncated Neumann series.
+    Neumann,
+}
+
+/// `kind = "aid"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AidConfig {
+    /// "cg" (default) or "neumann".
+    pub solve: Option<AidSolve>,
+    /// Lower-level steps per iteration (default 10).
+    pub inner_steps: Option<usize>,
+    /// CG iterations (default 10).
+    pub iters: Option<usize>,
+    /// CG relative residual tolerance (default 1e-10).
+    pub tol: Option<f64>,
+    /// Neumann terms (default 50).
+    pub terms: Option<usize>,
+    /// Lower-level step β.
+    pub beta: Option<f64>,
+    /// α = c / ℓ_f.
+    pub c: Option<f64>,
+    /// Fixed α.
+    pub alpha: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+/// `kind = "itd"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItdConfig {
+    /// Unrolled lower-level steps (default 10).
+    pub inner_steps: Option<usize>,
+    /// Lower-level step β.
+    pub beta: Option<f64>,
+    /// α = c / ℓ_f.
+    pub c: Option<f64>,
+    /// Fixed α.
+    pub alpha: Option<f64>,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+/// `c` or `alpha` (at most one) as a step rule; None when neither is given.
+fn c_or_alpha(c: Option<f64>, alpha: Option<f64>) -> Result<Option<StepRule>> {
+    match (c, alpha) {
+        (None, None) => Ok(None),
+        (Some(c), None) => {
+            positive(
+                "c",
+                Some(c),
+                "the step constant must be finite and > 0 (default 0.5)",
+            )?;
+            Ok(Some(StepRule::Smoothness { c }))
+        }
+        (None, Some(a)) => {
+            positive("alpha", Some(a), "the step size must be finite and > 0")?;
+            Ok(Some(StepRule::Fixed(a)))
+        }
+        _ => bail!("[solver] give at most one of `c` and `alpha`"),
+    }
+}
+
+fn nonzero(key: &str, n: Option<usize>) -> Result<()> {
+    if n == Some(0) {
+        bail!("[solver] `{key}` = 0: must be at least 1");
+    }
+    Ok(())
+}
+
+impl F2saConfig {
+    fn build(&self) -> Result<F2sa> {
+        let (l0, l1) = (
+            self.lambda0.unwrap_or(1.0),
+            self.lambda_max.unwrap_or(100.0),
+        );
+        let allowed = "the penalty multiplier must be finite and > 0";
+        positive("lambda0", Some(l0), allowed)?;
+        positive("lambda_max", Some(l1), allowed)?;
+        positive("u_step_ratio", self.u_step_ratio, "must be finite and > 0")?;
+        let mut s = F2sa::new(l0, l1, self.ramp_iters.unwrap_or(1000));
+        if let Some(r) = c_or_alpha(self.c, self.alpha)? {
+            s = s.with_step(r);
+        }
+        if let Some(r) = self.u_step_ratio {
+            s = s.with_u_step_ratio(r);
+        }
+        if let Some(i) = inner_loop(
+            self.inner,
+            self.inner_steps,
+            self.inner_warm,
+            self.inner_beta,
+        )? {
+            s = s.with_inner(i);
+        }
+        if let Some(sm) = smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
+}
+
+impl BomeConfig {
+    fn build(&self) -> Result<Bome> {
+        positive("eta", self.eta, "must be finite and > 0")?;
+        positive("report_gamma", self.report_gamma, "must be finite and > 0")?;
+        positive("u_step_ratio", self.u_step_ratio, "must be finite and > 0")?;
+        nonzero("inner_steps", self.inner_steps)?;
+        let mut s = Bome::new(
+            self.eta.unwrap_or(0.5),
+            self.inner_steps.unwrap_or(10),
+            self.report_gamma.unwrap_or(10.0),
+        );
+        if let Some(r) = c_or_alpha(self.c, self.alpha)? {
+            s = s.with_step(r);
+        }
+        if let Some(r) = self.u_step_ratio {
+            s = s.with_u_step_ratio(r);
+        }
+        if let Some(sm) = smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
+}
+
+impl AidConfig {
+    fn build(&self) -> Result<Aid> {
+        nonzero("inner_steps", self.inner_steps)?;
+        nonzero("iters", self.iters)?;
+        nonzero("terms", self.terms)?;
+        positive(
+            "beta",
+            self.beta,
+            "the lower-level step must be finite and > 0",
+        )?;
+        let solve = match self.solve.unwrap_or(AidSolve::Cg) {
+            AidSolve::Cg => {
+                if self.terms.is_some() {
+                    bail!(
+                        "[solver] `terms` is for solve = \"neumann\"; with CG give `iters` and `tol`"
+                    );
+                }
+                let tol = self.tol.unwrap_or(1e-10);
+                if !(tol.is_finite() && tol >= 0.0) {
+                    bail!("[solver] `tol` = {tol}: must be finite and >= 0");
+                }
+                LinearSolve::Cg {
+                    iters: self.iters.unwrap_or(10),
+                    tol,
+                }
+            }
+            AidSolve::Neumann => {
+                if self.iters.is_some() || self.tol.is_some() {
+                    bail!(
+                        "[solver] `iters` and `tol` are for solve = \"cg\"; with a Neumann series give `terms`"
+                    );
+                }
+                LinearSolve::Neumann {
+                    terms: self.terms.unwrap_or(50),
+                }
+            }
+        };
+        let mut s = Aid::new(self.inner_steps.unwrap_or(10), solve);
+        if let Some(r) = c_or_alpha(self.c, self.alpha)? {
+            s = s.with_step(r);
+        }
+        if let Some(b) = self.beta {
+            s = s.with_beta(b);
+        }
+        if let Some(sm) = smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
+}
+
+impl ItdConfig {
+    fn build(&self) -> Result<Itd> {
+        nonzero("inner_steps", self.inner_steps)?;
+        positive(
+            "beta",
+            self.beta,
+            "the lower-level step must be finite and > 0",
+        )?;
+        let mut s = Itd::new(self.inner_steps.unwrap_or(10));
+        if let Some(r) = c_or_alpha(self.c, self.alpha)? {
+            s = s.with_step(r);
+        }
+        if let Some(b) = self.beta {
+            s = s.with_beta(b);
+        }
+        if let Some(sm) = smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
 }
 
 /// Inner-loop kind for the value-function estimate.
@@ -547,6 +1115,10 @@ impl SolverConfig {
         Ok(Some(match kind {
             "pbgd" => Self::Pbgd(section(table, s, kind)?),
             "v-pbgd" => Self::VPbgd(section(table, s, kind)?),
+            "f2sa" => Self::F2sa(section(table, s, kind)?),
+            "bome" => Self::Bome(section(table, s, kind)?),
+            "aid" => Self::Aid(section(table, s, kind)?),
+            "itd" => Self::Itd(section(table, s, kind)?),
             _ => return Ok(None),
         }))
     }
@@ -555,6 +1127,10 @@ impl SolverConfig {
         match self {
             Self::Pbgd(c) => c.validate(),
             Self::VPbgd(c) => c.validate(),
+            Self::F2sa(c) => c.build().map(|_| ()),
+            Self::Bome(c) => c.build().map(|_| ()),
+            Self::Aid(c) => c.build().map(|_| ()),
+            Self::Itd(c) => c.build().map(|_| ()),
         }
     }
 
@@ -563,6 +1139,10 @@ impl SolverConfig {
         Ok(match self {
             Self::Pbgd(c) => Box::new(c.build()?),
             Self::VPbgd(c) => Box::new(c.build()?),
+            Self::F2sa(c) => Box::new(c.build()?),
+            Self::Bome(c) => Box::new(c.build()?),
+            Self::Aid(c) => Box::new(c.build()?),
+            Self::Itd(c) => Box::new(c.build()?),
         })
     }
 }
@@ -654,6 +1234,9 @@ pub enum StartConfig {
         /// v0.
         v0: Vec<f64>,
     },
+    /// The problem's recommended start for the seed (replearn: a scaled full-rank backbone,
+    /// cleaning: u = 0, W = 0), else every coordinate uniform in [−1, 1].
+    Default,
     /// Every coordinate uniform in [lo, hi], drawn from the run's seed.
     Box {
         /// Lower end.
@@ -682,6 +1265,10 @@ impl StartConfig {
                 }
                 Ok((u0.clone(), v0.clone()))
             }
+            StartConfig::Default => match problem.initial_point(seed) {
+                Some(p) => Ok(p),
+                None => StartConfig::Box { lo: -1.0, hi: 1.0 }.point(problem, seed),
+            },
             &StartConfig::Box { lo, hi } => {
                 let mut s = bilevel::study::uniform_starts(
                     seed,
@@ -800,7 +1387,7 @@ impl Config {
             bail!("`seeds` lists seed {d} twice: each seed gives one run; remove the duplicate");
         }
         let start = match (raw.start.u0, raw.start.v0, raw.start.bounds) {
-            (None, None, None) => StartConfig::Box { lo: -1.0, hi: 1.0 },
+            (None, None, None) => StartConfig::Default,
             (None, None, Some([lo, hi])) => {
                 if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                     bail!("[start] `box` = [{lo}, {hi}]: need finite lo <= hi");
@@ -871,7 +1458,7 @@ gamma = 10.0
     fn base_parses() {
         let c = Config::parse(BASE, Path::new(".")).unwrap();
         assert_eq!(c.seeds, vec![1, 2]);
-        assert_eq!(c.start, StartConfig::Box { lo: -1.0, hi: 1.0 });
+        assert_eq!(c.start, StartConfig::Default);
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub trait Problem: Send + Sync {
         Some(num.sqrt() / den.sqrt().max(1e-300))
     }
 
+    /// A recommended start point for seed `seed` (for example a full-rank backbone), where the
+    /// problem has one; runs without an explicit start use it.
+    fn initial_point(&self, _seed: u64) -> Option<(Vec<f64>, Vec<f64>)> {
+        None
+    }
+
     /// Names of problem-specific metrics recorded in every trace row (accuracy, F1, ...).
     fn metric_names(&self) -> Vec<String> {
         Vec::new()

@@ -585,6 +585,15 @@ impl Experiment for CleaningStudy {
                     .zip(&refs)
                     .map(|(r, (u, o))| (r.acc_hard - u) / (o - u))
                     .collect();
+                if p_noise >= 0.5 {
+                    let (gc, q10, _) = med(&closed);
+                    claims.push(Claim::new(
+                        format!("Gaussian clusters, p = {p_noise}: the model retrained on the samples {label} keeps closes at least half of the test-accuracy gap from unweighted to oracle training"),
+                        format!("median gap closed {:.0}% (10% quantile {:.0}%) over {n_seeds} seeds", 100.0 * gc, 100.0 * q10),
+                        "median ≥ 50%",
+                        gc >= 0.5,
+                    ));
+                }
                 rows.push(vec![
                     format!("{p_noise}"),
                     label.into(),
@@ -609,7 +618,7 @@ impl Experiment for CleaningStudy {
         }
         tables.push(Table {
             title: format!(
-                "Gaussian clusters ({} train / {} val / {} test, m = {}, {} classes, separation {}), λ = {}, γ = {}, {} iterations, {n_seeds} seeds: cleaning F1, test accuracy of the iterate W and of the model retrained on the kept samples (ψ ≥ ½), fraction of the unweighted→oracle gap closed by the latter, wall time per run (median [10%, 90%]; measured, not asserted)",
+                "Gaussian clusters ({} train / {} val / {} test, m = {}, {} classes, separation {}), λ = {}, γ = {}, {} iterations, {n_seeds} seeds: cleaning F1, test accuracy of the iterate W and of the model retrained on the kept samples (ψ ≥ ½), fraction of the unweighted→oracle gap closed by the latter, wall time per run (median [10%, 90%]; asserted only as the claims above, for p ≥ 0.5)",
                 base.n_trn, base.n_val, base.n_test, base.m, base.classes, base.separation, syn.lambda, syn.gamma, syn.iters
             ),
             header: ["p", "method", "F1", "test acc (iterate)", "test acc (kept, retrained)", "gap closed", "wall s"]

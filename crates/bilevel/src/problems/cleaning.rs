@@ -892,6 +892,9 @@ impl Cleaning {
 }
 
 impl Problem for Cleaning {
+    fn initial_point(&self, _seed: u64) -> Option<(Vec<f64>, Vec<f64>)> {
+        Some(self.default_start())
+    }
     fn name(&self) -> String {
         let loss = match self.s.loss {
             CleaningLoss::LeastSquares => "ls",

@@ -1088,6 +1088,9 @@ impl Problem for RepLearning {
     fn has_ll_solution(&self) -> bool {
         true
     }
+    fn initial_point(&self, seed: u64) -> Option<(Vec<f64>, Vec<f64>)> {
+        Some(self.init(seed))
+    }
     fn smoothness(&self) -> Option<Smoothness> {
         Some(self.smoothness_bound(self.init_scale))
     }
