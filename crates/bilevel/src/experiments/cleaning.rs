@@ -642,12 +642,10 @@ impl Experiment for CleaningStudy {
                 gamma: 10.0,
                 iters: if ctx.quick { 30 } else { 300 },
             };
-            // Two seeds in the full run keep `reproduce` within its time budget (each run of
-            // the full split takes about a minute per solver on this 2-core machine).
             let (n_trn, n_val, n_test, seeds) = if ctx.quick {
                 (1000, 1000, 2000, 1)
             } else {
-                (5000, 5000, 10_000, 2)
+                (5000, 5000, 10_000, 5)
             };
             ctx.progress.message("cleaning: Fashion-MNIST");
             let problems: Vec<Cleaning> = (0..seeds)

@@ -106,16 +106,16 @@ impl RepSizes {
     /// The default sizes of the Figure 3 experiment for a regime.
     pub fn default_for(regime: Regime) -> Self {
         let (n_trn, n_val, m, h) = match regime {
-            Regime::CertifiedGlobal => (10, 10, 30, 32),
-            Regime::Intermediate => (10, 10, 15, 16),
-            Regime::General => (30, 10, 15, 16),
+            Regime::CertifiedGlobal => (20, 20, 50, 60),
+            Regime::Intermediate => (20, 20, 30, 32),
+            Regime::General => (60, 20, 30, 32),
         };
         RepSizes {
             n_trn,
             n_val,
             m,
             h,
-            n: 3,
+            n: 5,
             noise: 0.3,
             cond: 2.0,
             scaling: Scaling::Sum,
