@@ -19,6 +19,7 @@ use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
 use bilevel::problems::{Example1, Quadratic, Toy1d};
 use bilevel::solvers::{
     Aid, Bome, F2sa, GammaSchedule, InnerLoop, Itd, LinearSolve, Pbgd, Solver, StepRule, Update,
+    VBlock,
 };
 use bilevel::{Problem, RunOptions, Smoothness};
 use serde::Deserialize;
@@ -895,6 +896,11 @@ pub struct PbgdConfig {
     pub alpha0: Option<f64>,
     /// Steps on v per iteration (Gauss–Seidel).
     pub v_steps: Option<usize>,
+    /// `"gradient"` (default) or `"exact"`: v ← argmin_v L_γ(u, ·) (Gauss–Seidel, problems
+    /// with a closed form).
+    pub v_block: Option<VBlock>,
+    /// Fixed step on the u block (required with `v_block = "exact"`).
+    pub u_alpha: Option<f64>,
     /// Inner loop.
     pub inner: Option<InnerKind>,
     /// Inner gradient steps.
@@ -1061,6 +1067,26 @@ impl PbgdConfig {
                 );
             }
             p = p.with_v_steps(n);
+        }
+        if let Some(a) = self.u_alpha {
+            positive("u_alpha", Some(a), "the u step size must be finite and > 0")?;
+            p = p.with_u_step(StepRule::Fixed(a));
+        }
+        if self.v_block == Some(VBlock::Exact) {
+            if update != Update::GaussSeidel {
+                bail!(
+                    "[solver] `v_block` = \"exact\" needs update = \"gauss-seidel\" (the v block is solved at the current u before the u step)"
+                );
+            }
+            if self.v_steps.is_some() {
+                bail!("[solver] `v_steps` has no meaning with `v_block` = \"exact\": remove it");
+            }
+            let Some(a) = self.u_alpha else {
+                bail!(
+                    "[solver] `v_block` = \"exact\" needs `u_alpha`, a fixed u step (the default c/(lf + gamma lg) is set by the v block's curvature, which the exact block no longer needs), e.g. u_alpha = 0.1"
+                );
+            };
+            p = p.with_exact_v(StepRule::Fixed(a));
         }
         if let Some(i) = inner_loop(
             self.inner,

@@ -19,13 +19,35 @@ fn every_shipped_config_parses_and_runs() {
         }
         n += 1;
         bilevel_cli::config::Config::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
-        // Same file with a small iteration budget.
+        // Same file with a small iteration budget (and a small subset of Fashion-MNIST).
         let text = std::fs::read_to_string(&p).unwrap();
+        let fashion = text.contains("data = \"fashion-mnist\"");
+        let fm_dir = std::path::Path::new(bilevel::data::FASHION_MNIST_DIR);
+        if fashion
+            && !["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
+                .iter()
+                .any(|f| fm_dir.join(f).exists())
+        {
+            println!(
+                "SKIPPED running {}: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)",
+                p.display()
+            );
+            continue;
+        }
         let small: String = text
             .lines()
             .map(|l| {
-                if l.trim_start().starts_with("max_iter") {
+                let t = l.trim_start();
+                if t.starts_with("max_iter") {
                     "max_iter = 40"
+                } else if fashion && (t.starts_with("n_trn") || t.starts_with("n_val")) {
+                    if t.starts_with("n_trn") {
+                        "n_trn = 500"
+                    } else {
+                        "n_val = 500"
+                    }
+                } else if fashion && t.starts_with("n_test") {
+                    "n_test = 500"
                 } else {
                     l
                 }

@@ -66,6 +66,19 @@ pub trait Problem: Send + Sync {
         false
     }
 
+    /// Writes the exact minimizer over v of L_γ(u, ·) = f(u, ·) + γ g(u, ·) (the v block of
+    /// the penalty problem; g*(u) does not depend on v) into `v` and returns true, or returns
+    /// false when the problem has no closed form. Unlocks the exact v-block of Gauss–Seidel
+    /// PBGD.
+    fn penalty_v_solution(&self, _u: &[f64], _gamma: f64, _v: &mut [f64]) -> bool {
+        false
+    }
+
+    /// True when [`Problem::penalty_v_solution`] is available.
+    fn has_penalty_v_solution(&self) -> bool {
+        false
+    }
+
     /// Projects u onto the upper-level feasible set (identity when unconstrained).
     fn project_u(&self, _u: &mut [f64]) {}
 

@@ -9,7 +9,7 @@ use bilevel::diagnostics::gradient_check;
 use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, Split,
 };
-use bilevel::solvers::{Bome, F2sa, InnerLoop, Pbgd, Solver};
+use bilevel::solvers::{Bome, F2sa, InnerLoop, Pbgd, Solver, StepRule};
 use bilevel::{Error, Problem, RunOptions, run};
 use faer::Mat;
 use rand::RngExt;
@@ -477,6 +477,7 @@ fn every_solver_reaches_the_certified_optimum_in_the_papers_regime() {
         })),
         Box::new(F2sa::new(1.0, 10.0, 300)),
         Box::new(Bome::new(0.5, 10, 10.0)),
+        Box::new(Pbgd::gauss_seidel(10.0).with_exact_v(StepRule::Fixed(0.1))),
     ];
     for mut s in solvers {
         let out = run_to(&p, s.as_mut(), 40_000);
@@ -517,6 +518,11 @@ fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
     assert!(or.eval.test_acc > un.eval.test_acc + 0.05);
     let solvers: Vec<Box<dyn Solver>> = vec![
         Box::new(Pbgd::gauss_seidel(10.0)),
+        // u step 30/(γ s²): the u gradient scales like γ s.
+        Box::new(
+            Pbgd::gauss_seidel(10.0)
+                .with_exact_v(StepRule::Fixed(30.0 / (10.0 * u_scale * u_scale))),
+        ),
         Box::new(F2sa::new(1.0, 10.0, 200).with_u_step_ratio(u_scale * u_scale)),
         Box::new(Bome::new(0.5, 5, 10.0).with_u_step_ratio(u_scale * u_scale)),
     ];
@@ -636,9 +642,11 @@ fn fashion_mnist_subset_reweighting_beats_unweighted() {
     );
     assert_eq!(full.corrupted.iter().filter(|&&c| c).count(), 2500);
     drop(full);
-    // A 1,000 / 1,000 / 2,000 subset, BOME for 300 iterations (about 6 s here). The model
-    // compared is the lower-level solution retrained at the final weights (same λ), which
-    // never sees the validation set, against training on all samples.
+    // A 1,000 / 1,000 / 2,000 subset, the shipped method (Gauss–Seidel PBGD with the exact v
+    // block, λ = 10, γ = 100, u step 0.3) for 20 iterations (a few seconds). Compared: the
+    // lower-level models retrained at the same λ on the training set only (never the
+    // validation set), with the final soft weights and on the kept samples, against training
+    // on all samples and on exactly the clean ones.
     let cfg = FashionMnistConfig {
         n_trn: 1000,
         n_val: 1000,
@@ -650,30 +658,91 @@ fn fashion_mnist_subset_reweighting_beats_unweighted() {
         (data.train.len(), data.val.len(), data.test.len()),
         (1000, 1000, 2000)
     );
-    let u_scale = 10.0;
     let p = Cleaning::new(
         data,
         CleaningSettings {
-            lambda: 1.0,
-            u_scale,
-            bound: 10.0 / u_scale,
+            lambda: 10.0,
             ..Default::default()
         },
     )
     .unwrap();
-    let un = p.reference_unweighted().unwrap();
-    let mut s = Bome::new(0.5, 5, 10.0).with_u_step_ratio(u_scale * u_scale);
-    let out = run_to(&p, &mut s, 300);
-    let w = p.fit(&p.weights(&out.u)).unwrap();
-    let e = p.evaluate(&w);
+    let un = p.reference_unweighted().unwrap().eval.test_acc;
+    let or = p.reference_oracle().unwrap().eval.test_acc;
+    let mut s = Pbgd::gauss_seidel(100.0).with_exact_v(StepRule::Fixed(0.3));
+    let out = run_to(&p, &mut s, 20);
+    let psi = p.weights(&out.u);
+    let soft = p.evaluate(&p.fit(&psi).unwrap()).test_acc;
+    let kept: Vec<f64> = psi.iter().map(|&w| f64::from(w >= 0.5)).collect();
+    let hard = p.evaluate(&p.fit(&kept).unwrap()).test_acc;
+    let (_, _, f1) = p.cleaning_scores(&out.u);
+    let closed = (hard - un) / (or - un);
     println!(
-        "Fashion-MNIST subset: retrained test accuracy {:.4}, unweighted {:.4}",
-        e.test_acc, un.eval.test_acc
+        "Fashion-MNIST subset: retrained test accuracy {soft:.4} (soft), {hard:.4} (kept), unweighted {un:.4}, oracle {or:.4}, gap closed {closed:.3}, F1 {f1:.3}"
     );
+    // Measured: soft 0.706, kept 0.761, unweighted 0.580, oracle 0.758, F1 0.865.
     assert!(
-        e.test_acc > un.eval.test_acc + 0.02,
-        "reweighted {:.3} vs unweighted {:.3}",
-        e.test_acc,
-        un.eval.test_acc
+        soft > un + 0.05,
+        "reweighted {soft:.3} vs unweighted {un:.3}"
     );
+    assert!(closed >= 0.8, "gap closed {closed:.3} < 0.8");
+    assert!(f1 >= 0.8, "cleaning F1 {f1:.3} < 0.8");
+}
+
+#[test]
+fn exact_v_block_minimizes_the_penalty_in_v() {
+    // Ridge (λ > 0) and the λ = 0 paper regime (singular weighted Gram, pseudo-inverse).
+    let cases = [
+        (small_clusters(5, 0.4), 0.7),
+        (
+            CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(),
+            0.0,
+        ),
+    ];
+    for (data, lambda) in cases {
+        let p = Cleaning::new(
+            data,
+            CleaningSettings {
+                lambda,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(p.has_penalty_v_solution());
+        let (u, _) = random_point(&p, 8, 1.0);
+        let gamma = 7.0;
+        let mut w = vec![0.0; p.dim_v()];
+        assert!(p.penalty_v_solution(&u, gamma, &mut w));
+        // ∇_v (f + γ g) at the solution, relative to its value at W = 0: tolerance 1e-9.
+        let grad = |v: &[f64]| {
+            let (mut gf, mut gg) = (vec![0.0; p.dim_v()], vec![0.0; p.dim_v()]);
+            p.f(&u, v, None, Some(&mut gf));
+            p.g(&u, v, None, Some(&mut gg));
+            bilevel::linalg::axpy(gamma, &gg, &mut gf);
+            bilevel::linalg::norm(&gf)
+        };
+        let rel = grad(&w) / grad(&vec![0.0; p.dim_v()]);
+        assert!(rel <= 1e-9, "lambda={lambda}: relative gradient {rel:e}");
+    }
+    // Softmax cross-entropy has no closed form: the exact block is refused with a clear error.
+    let p = Cleaning::new(
+        small_clusters(5, 0.4),
+        CleaningSettings {
+            lambda: 1.0,
+            loss: CleaningLoss::SoftmaxCrossEntropy,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!p.has_penalty_v_solution());
+    let mut s = Pbgd::gauss_seidel(10.0)
+        .with_exact_v(StepRule::Fixed(0.1))
+        .with_inner(InnerLoop::Gd {
+            steps: 5,
+            warm: true,
+            beta: None,
+        });
+    let (u0, v0) = p.default_start();
+    let e = run(&p, &mut s, &u0, &v0, &RunOptions::default(), &mut []).unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("v_block = gradient"), "{e}");
 }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::problem::Problem;
 use crate::problems::cleaning::{Cleaning, CleaningData, CleaningSettings, ClusterConfig};
 use crate::run::{RunOptions, RunOutput, run};
-use crate::solvers::{Bome, F2sa, Pbgd, Solver};
+use crate::solvers::{Bome, F2sa, Pbgd, Solver, StepRule};
 use crate::trace::{Observer, Snapshot, Trace};
 use rayon::prelude::*;
 use serde_json::json;
@@ -383,6 +383,71 @@ impl Experiment for Fig4 {
     }
 }
 
+/// Fashion-MNIST settings: ridge, penalty constant, iterations, u step × γ.
+const FM_LAMBDA: f64 = 10.0;
+const FM_GAMMA: f64 = 100.0;
+const FM_ITERS: usize = 100;
+const FM_C: f64 = 30.0;
+
+/// Test accuracy of the iterate and cleaning F1 along the Fashion-MNIST runs, with the
+/// unweighted and oracle references.
+fn fmnist_figure(res: &[CleanRun], un: &[f64], or: &[f64]) -> Figure {
+    let series = |name: &str| -> Vec<Vec<(f64, f64)>> {
+        res.iter()
+            .filter_map(|r| r.trace.as_ref())
+            .map(|t| {
+                let k = t.metric_names.iter().position(|m| m == name);
+                t.records
+                    .iter()
+                    .map(|rec| (rec.iter as f64, k.map_or(f64::NAN, |k| rec.metrics[k])))
+                    .collect()
+            })
+            .collect()
+    };
+    let last = res
+        .iter()
+        .filter_map(|r| r.trace.as_ref()?.records.last().map(|x| x.iter as f64))
+        .fold(1.0, f64::max);
+    let flat = |label: &str, xs: &[f64]| CurveGroup {
+        label: label.into(),
+        runs: xs.iter().map(|&y| vec![(0.0, y), (last, y)]).collect(),
+    };
+    let panel = |title: &str, y: &str, groups: Vec<CurveGroup>| Panel::Curves {
+        title: title.into(),
+        x_label: "iteration".into(),
+        y_label: y.into(),
+        log_y: false,
+        groups,
+        markers: vec![],
+    };
+    Figure {
+        name: "cleaning-fashion-mnist".into(),
+        caption: "Hyper-cleaning on Fashion-MNIST (p = 0.5, linear least-squares model): test accuracy of the iterate W against unweighted and oracle training at the same λ, and cleaning F1 of the weights (median and 10–90% band over seeds), Gauss–Seidel PBGD with the exact v block.".into(),
+        panels: vec![
+            panel(
+                "test accuracy",
+                "accuracy",
+                vec![
+                    CurveGroup {
+                        label: "GS-PBGD (exact v), iterate".into(),
+                        runs: series("test_acc"),
+                    },
+                    flat("unweighted", un),
+                    flat("oracle", or),
+                ],
+            ),
+            panel(
+                "cleaning F1 (flagged = ψ < ½)",
+                "F1",
+                vec![CurveGroup {
+                    label: "GS-PBGD (exact v)".into(),
+                    runs: series("f1"),
+                }],
+            ),
+        ],
+    }
+}
+
 /// Outcome of one realistic cleaning run.
 #[derive(Debug, Clone)]
 struct CleanRun {
@@ -393,25 +458,35 @@ struct CleanRun {
     acc_soft: f64,
     acc_hard: f64,
     wall_s: f64,
+    /// Wall time of the first record whose iterate test accuracy is within 0.5 points of the
+    /// final one.
+    t_final_acc_s: f64,
     status: String,
+    trace: Option<Trace>,
 }
 
-/// Runs `solver` from u = 0, W = 0 and scores the result three ways: the iterate W (which has
-/// seen the validation set through f), the lower-level solution retrained with the final soft
-/// weights ψ(u), and the one retrained on the kept samples only (ψ_i ≥ ½, weight 1; the
-/// others 0), all at the problem's λ.
-fn clean_run(p: &Cleaning, solver: &mut dyn Solver, iters: usize, seed: u64) -> CleanRun {
+/// Runs `solver` from u = 0, W = 0 (a record every `every` iterations) and scores the result
+/// three ways: the iterate W (which has seen the validation set through f), the lower-level
+/// solution retrained with the final soft weights ψ(u), and the one retrained on the kept
+/// samples only (ψ_i ≥ ½, weight 1; the others 0), all at the problem's λ.
+fn clean_run(
+    p: &Cleaning,
+    solver: &mut dyn Solver,
+    iters: usize,
+    every: usize,
+    seed: u64,
+) -> CleanRun {
     let t = Instant::now();
     let opts = RunOptions {
         max_iter: iters,
-        record_every: iters.max(1),
+        record_every: every.max(1),
         seed,
         monitor_inner_steps: 20,
         ..RunOptions::default()
     };
     let (u0, v0) = p.default_start();
-    let (u, v, status) = match run(p, solver, &u0, &v0, &opts, &mut []) {
-        Ok(o) => (o.u, o.v, format!("{:?}", o.status)),
+    let (u, v, status, trace) = match run(p, solver, &u0, &v0, &opts, &mut []) {
+        Ok(o) => (o.u, o.v, format!("{:?}", o.status), o.trace),
         Err(e) => {
             let nan = f64::NAN;
             return CleanRun {
@@ -422,7 +497,9 @@ fn clean_run(p: &Cleaning, solver: &mut dyn Solver, iters: usize, seed: u64) -> 
                 acc_soft: nan,
                 acc_hard: nan,
                 wall_s: t.elapsed().as_secs_f64(),
+                t_final_acc_s: nan,
                 status: e.to_string(),
+                trace: None,
             };
         }
     };
@@ -431,15 +508,28 @@ fn clean_run(p: &Cleaning, solver: &mut dyn Solver, iters: usize, seed: u64) -> 
     let psi = p.weights(&u);
     let hard: Vec<f64> = psi.iter().map(|&w| f64::from(w >= 0.5)).collect();
     let acc = |w: crate::error::Result<Vec<f64>>| w.map_or(f64::NAN, |w| p.evaluate(&w).test_acc);
+    let acc_iterate = p.evaluate(&v).test_acc;
+    let k = trace.metric_names.iter().position(|m| m == "test_acc");
+    let t_final_acc_s = k
+        .and_then(|k| {
+            trace
+                .records
+                .iter()
+                .find(|r| r.metrics[k] >= acc_iterate - 0.005)
+                .map(|r| r.time_s)
+        })
+        .unwrap_or(f64::NAN);
     CleanRun {
         precision,
         recall,
         f1,
-        acc_iterate: p.evaluate(&v).test_acc,
+        acc_iterate,
         acc_soft: acc(p.fit(&psi)),
         acc_hard: acc(p.fit(&hard)),
         wall_s,
+        t_final_acc_s,
         status,
+        trace: Some(trace),
     }
 }
 
@@ -459,6 +549,9 @@ struct CleanSetup {
     u_scale: f64,
     gamma: f64,
     iters: usize,
+    /// u step of Gauss–Seidel PBGD with the exact v block, times γ s² (the u gradient is
+    /// γ s ψ(1 − ψ)(ℓ_i(W_γ) − ℓ_i(W*)), so this keeps the step in logit units).
+    exact_v_c: f64,
 }
 
 impl CleanSetup {
@@ -472,6 +565,18 @@ impl CleanSetup {
         }
     }
 
+    /// Gauss–Seidel PBGD with the exact v block.
+    fn exact_v(&self) -> (&'static str, MakeSolver) {
+        let (g, r, c) = (self.gamma, self.u_scale * self.u_scale, self.exact_v_c);
+        (
+            "GS-PBGD (exact v)",
+            Box::new(move || {
+                Box::new(Pbgd::gauss_seidel(g).with_exact_v(StepRule::Fixed(c / (g * r))))
+                    as Box<dyn Solver>
+            }),
+        )
+    }
+
     fn solvers(&self, with_pbgd: bool) -> Vec<(&'static str, MakeSolver)> {
         let (g, r, it) = (self.gamma, self.u_scale * self.u_scale, self.iters);
         let mut v: Vec<(&'static str, MakeSolver)> = Vec::new();
@@ -480,6 +585,7 @@ impl CleanSetup {
                 "GS-PBGD",
                 Box::new(move || Box::new(Pbgd::gauss_seidel(g)) as Box<dyn Solver>),
             ));
+            v.push(self.exact_v());
         }
         v.push((
             "F²SA",
@@ -513,6 +619,8 @@ impl Experiment for CleaningStudy {
         let mut claims = Vec::new();
         let mut tables = Vec::new();
         let mut notes = Vec::new();
+        let mut figures = Vec::new();
+        let mut traces = Vec::new();
         let mut summary = serde_json::Map::new();
         let rates = [0.2, 0.5, 0.8];
         let n_seeds = if ctx.quick { 2 } else { 10 };
@@ -521,6 +629,7 @@ impl Experiment for CleaningStudy {
             u_scale: 30.0,
             gamma: 10.0,
             iters: if ctx.quick { 300 } else { 2000 },
+            exact_v_c: 30.0,
         };
         let base = ClusterConfig::default();
         let mut rows = Vec::new();
@@ -574,7 +683,7 @@ impl Experiment for CleaningStudy {
                     .enumerate()
                     .map(|(k, p)| {
                         let mut s = make();
-                        let r = clean_run(p, s.as_mut(), syn.iters, k as u64);
+                        let r = clean_run(p, s.as_mut(), syn.iters, syn.iters, k as u64);
                         ctx.progress.inc(1);
                         r
                     })
@@ -637,11 +746,13 @@ impl Experiment for CleaningStudy {
             notes.push(format!("Fashion-MNIST part skipped: not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)."));
         } else if !ctx.interrupted() {
             let fm = CleanSetup {
-                lambda: 1.0,
-                u_scale: 10.0,
-                gamma: 10.0,
-                iters: if ctx.quick { 30 } else { 300 },
+                lambda: FM_LAMBDA,
+                u_scale: 1.0,
+                gamma: FM_GAMMA,
+                iters: if ctx.quick { 20 } else { FM_ITERS },
+                exact_v_c: FM_C,
             };
+            let every = 5;
             let (n_trn, n_val, n_test, seeds) = if ctx.quick {
                 (1000, 1000, 2000, 1)
             } else {
@@ -662,7 +773,7 @@ impl Experiment for CleaningStudy {
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<(f64, f64)> = problems
-                .par_iter()
+                .iter()
                 .map(|p| {
                     let un = p
                         .reference_unweighted()
@@ -678,7 +789,9 @@ impl Experiment for CleaningStudy {
                     "unweighted (all samples)".into(),
                     "–".into(),
                     "–".into(),
+                    "–".into(),
                     cell(&un, 3),
+                    "–".into(),
                     "–".into(),
                     "–".into(),
                 ],
@@ -686,74 +799,88 @@ impl Experiment for CleaningStudy {
                     "oracle (clean samples only)".into(),
                     "1".into(),
                     "–".into(),
+                    "–".into(),
                     cell(&or, 3),
+                    "–".into(),
                     "–".into(),
                     "–".into(),
                 ],
             ];
-            for (label, make) in fm.solvers(false) {
-                ctx.progress.add_total(problems.len() as u64);
-                let res: Vec<CleanRun> = problems
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, p)| {
-                        let mut s = make();
-                        let r = clean_run(p, s.as_mut(), fm.iters, k as u64);
-                        ctx.progress.inc(1);
-                        r
-                    })
-                    .collect();
-                let col = |f: fn(&CleanRun) -> f64| res.iter().map(f).collect::<Vec<f64>>();
-                let closed: Vec<f64> = res
-                    .iter()
-                    .zip(&refs)
-                    .map(|(r, (u, o))| (r.acc_hard - u) / (o - u))
-                    .collect();
-                let (gc, _, _) = med(&closed);
-                let (f1m, _, _) = med(&col(|r| r.f1));
-                // The targets are about the full split; the quick subset only reports numbers.
-                if !ctx.quick {
-                    claims.push(Claim::new(
-                        format!("Fashion-MNIST (p = 0.5, linear least-squares model, λ = {}): {label} closes at least 80% of the test-accuracy gap from unweighted to oracle training (model retrained on the kept samples)", fm.lambda),
-                        format!("median gap closed {:.1}% over {seeds} seeds ({} iterations)", 100.0 * gc, fm.iters),
-                        "≥ 80%",
-                        gc >= 0.8,
-                    ));
-                    claims.push(Claim::new(
-                        format!("Fashion-MNIST: {label} cleaning F1 ≥ 0.85"),
-                        format!("median F1 {f1m:.3}"),
-                        "≥ 0.85",
-                        f1m >= 0.85,
-                    ));
+            let (label, make) = fm.exact_v();
+            ctx.progress.add_total(problems.len() as u64);
+            // One run at a time: the weighted Gram of each iteration uses every core.
+            let mut res: Vec<CleanRun> = Vec::new();
+            for (k, p) in problems.iter().enumerate() {
+                let mut s = make();
+                res.push(clean_run(p, s.as_mut(), fm.iters, every, k as u64));
+                ctx.progress.inc(1);
+                if ctx.interrupted() {
+                    break;
                 }
-                rows.push(vec![
-                    label.into(),
-                    cell(&col(|r| r.f1), 3),
-                    cell(&col(|r| r.acc_iterate), 3),
-                    cell(&col(|r| r.acc_hard), 3),
-                    cell(&closed, 2),
-                    format!("{:.1}", med(&col(|r| r.wall_s)).0),
-                ]);
-                summary.insert(
-                    format!("fashion_mnist_{label}"),
-                    json!({"f1": col(|r| r.f1), "precision": col(|r| r.precision), "recall": col(|r| r.recall),
-                           "acc_iterate": col(|r| r.acc_iterate), "acc_soft_retrained": col(|r| r.acc_soft),
-                           "acc_kept_retrained": col(|r| r.acc_hard), "gap_closed": closed,
-                           "unweighted": un, "oracle": or, "wall_s": col(|r| r.wall_s)}),
-                );
             }
+            let col = |f: fn(&CleanRun) -> f64| res.iter().map(f).collect::<Vec<f64>>();
+            let gap = |f: fn(&CleanRun) -> f64| -> Vec<f64> {
+                res.iter()
+                    .zip(&refs)
+                    .map(|(r, (u, o))| (f(r) - u) / (o - u))
+                    .collect()
+            };
+            let closed = gap(|r| r.acc_hard);
+            let closed_soft = gap(|r| r.acc_soft);
+            let (gc, gc10, _) = med(&closed);
+            let (gs, _, _) = med(&closed_soft);
+            let (f1m, f1lo, _) = med(&col(|r| r.f1));
+            let n_done = res.len() as u64;
+            // The targets are about the full split; the quick subset only reports numbers.
+            if !ctx.quick {
+                claims.push(Claim::new(
+                    format!("Fashion-MNIST (p = 0.5, linear least-squares model, λ = {}): {label} closes at least 80% of the test-accuracy gap from unweighted to oracle training (model retrained on the kept samples ψ ≥ ½)", fm.lambda),
+                    format!("median gap closed {:.1}% (10% quantile {:.1}%) over {n_done} seeds ({} iterations); with the soft weights ψ(u): {:.1}%", 100.0 * gc, 100.0 * gc10, fm.iters, 100.0 * gs),
+                    "median ≥ 80%",
+                    gc >= 0.8 && n_done == seeds,
+                ));
+                claims.push(Claim::new(
+                    format!("Fashion-MNIST: {label} cleaning F1 ≥ 0.85"),
+                    format!("median F1 {f1m:.3} (10% quantile {f1lo:.3}) over {n_done} seeds"),
+                    "median ≥ 0.85",
+                    f1m >= 0.85 && n_done == seeds,
+                ));
+            }
+            rows.push(vec![
+                label.into(),
+                cell(&col(|r| r.f1), 3),
+                cell(&col(|r| r.acc_iterate), 3),
+                cell(&col(|r| r.acc_soft), 3),
+                cell(&col(|r| r.acc_hard), 3),
+                cell(&closed, 2),
+                format!("{:.1}", med(&col(|r| r.t_final_acc_s)).0),
+                format!("{:.1}", med(&col(|r| r.wall_s)).0),
+            ]);
+            summary.insert(
+                format!("fashion_mnist_{label}"),
+                json!({"f1": col(|r| r.f1), "precision": col(|r| r.precision), "recall": col(|r| r.recall),
+                       "acc_iterate": col(|r| r.acc_iterate), "acc_soft_retrained": col(|r| r.acc_soft),
+                       "acc_kept_retrained": col(|r| r.acc_hard), "gap_closed": closed, "gap_closed_soft": closed_soft,
+                       "unweighted": un, "oracle": or, "wall_s": col(|r| r.wall_s),
+                       "time_to_final_accuracy_s": col(|r| r.t_final_acc_s),
+                       "status": res.iter().map(|r| r.status.clone()).collect::<Vec<_>>()}),
+            );
             tables.push(Table {
-                title: format!("Fashion-MNIST ({n_trn} train / {n_val} val / {n_test} test, p = 0.5, features in [0, 1]), linear least-squares model, λ = {}, γ = {}, {} iterations, {seeds} seeds (median [10%, 90%]; wall time per run in seconds, runs in parallel on the machine's cores)", fm.lambda, fm.gamma, fm.iters),
-                header: ["method", "F1", "test acc (iterate)", "test acc (kept, retrained)", "gap closed", "wall s"]
+                title: format!("Fashion-MNIST ({n_trn} train / {n_val} val / {n_test} test, p = 0.5, features in [0, 1]), linear least-squares model, λ = {}, γ = {}, u step {} (fixed), {} iterations, {n_done} seeds (median [10%, 90%]); 'to final acc' is the wall time until the iterate's test accuracy is within 0.5 points of its final value", fm.lambda, fm.gamma, fm.exact_v_c / fm.gamma, fm.iters),
+                header: ["method", "F1", "test acc (iterate)", "test acc (soft weights, retrained)", "test acc (kept, retrained)", "gap closed (kept)", "to final acc s", "wall s"]
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
                 rows,
             });
-            if ctx.quick {
-                notes.push("Quick mode runs a 1,000/1,000/2,000 subset for 30 iterations and reports it without claims: the ≥ 80% and F1 ≥ 0.85 targets are checked in the full run only.".into());
+            figures.push(fmnist_figure(&res, &un, &or));
+            if let Some(t) = res.first().and_then(|r| r.trace.clone()) {
+                traces.push(("fashion-mnist-gs-pbgd-exact-v-seed0".to_string(), t));
             }
-            notes.push("Fashion-MNIST runs F²SA and BOME only: Gauss–Seidel PBGD with the exact g* needs an m × m weighted Gram (N m² ≈ 3 GFLOP for N = 5,000, m = 784) every iteration, too slow for this budget. The W block is badly conditioned on raw [0, 1] pixels (κ ≈ 1e5 at λ = 1), so gradient steps on W converge slowly; the numbers are what the stated budget reaches.".into());
+            if ctx.quick {
+                notes.push("Quick mode runs a 1,000/1,000/2,000 subset for 20 iterations and reports it without claims: the ≥ 80% and F1 ≥ 0.85 targets are checked in the full run only.".into());
+            }
+            notes.push(format!("Fashion-MNIST uses Gauss–Seidel PBGD with the exact v block: each iteration sets W to argmin_W L_γ(u, W) (one m × m ridge solve that shares the weighted Gram XᵀΨX with the exact g*, N m² ≈ 3 GFLOP for N = 5,000, m = 784), then takes a projected gradient step on u, which is gradient descent on φ(u) = min_W L_γ(u, W). Gradient steps on W are hopeless here: the W block is badly conditioned on raw [0, 1] pixels (κ ≈ 1e5). The u step is {}/γ in logit units (ψ = sigmoid(u), |u| ≤ 10), chosen on seed 0 by a short sweep of λ ∈ {{1, 10}}, γ ∈ {{10, 30, 100}}, step ∈ {{0.1, 0.3, 1}}; cleaning F1 peaks after a few dozen iterations and then declines slowly as the weights keep fitting the validation loss, so the iteration budget ({FM_ITERS}) is part of the method's settings.", fm.exact_v_c));
         }
         notes.push("Weights are sigmoid(s·u) with s = u_scale (30 on the clusters, 10 on Fashion-MNIST) and the box |s·u| ≤ 10: scaling u multiplies the u block's effective step by s² relative to W (Gauss–Seidel PBGD has one step size for both blocks); F²SA and BOME take ξ_u/ξ_v = s² for the same reason. Chosen by a short manual sweep on seed 1 (p = 0.5), not tuned per p or per seed.".into());
         notes.push("Three test accuracies differ in what the model saw: the iterate W minimizes f + γ g approximately, so it has fitted the clean validation set too; the retrained models (weighted ridge at the same λ on the training set only) measure the cleaning itself. 'Gap closed' = (acc − unweighted)/(oracle − unweighted) for the model retrained on the kept samples (ψ ≥ ½). Cleaning precision/recall/F1 treat the flagged (ψ < ½) samples as positives against the corruption mask.".into());
@@ -765,12 +892,14 @@ impl Experiment for CleaningStudy {
                 "synthetic": {"clusters": base, "rates": rates, "seeds": n_seeds, "lambda": syn.lambda, "u_scale": syn.u_scale,
                                "gamma": syn.gamma, "iterations": syn.iters,
                                "solvers": "GS-PBGD (exact g*, alpha = 0.5/(l_f + gamma l_g)); F2SA (lambda gamma/10 -> gamma over iters/5, xi/alpha = u_scale^2, 1 z-step); BOME (eta = 0.5, T = 5, u-step ratio u_scale^2)"},
-                "fashion_mnist": {"dir": FASHION_MNIST_DIR, "p": 0.5, "lambda": 1.0, "u_scale": 10.0, "gamma": 10.0},
+                "fashion_mnist": {"dir": FASHION_MNIST_DIR, "p": 0.5, "lambda": FM_LAMBDA, "u_scale": 1.0, "gamma": FM_GAMMA,
+                                  "iterations": FM_ITERS, "u_step": FM_C / FM_GAMMA, "seeds": "0-4",
+                                  "solver": "Gauss-Seidel PBGD, exact v block (W = argmin L_gamma(u, .)), exact g*, fixed u step"},
             }),
             claims,
             tables,
-            figures: vec![],
-            traces: vec![],
+            figures,
+            traces,
             summary: serde_json::Value::Object(summary),
             notes,
             wall_time_s: t0.elapsed().as_secs_f64(),

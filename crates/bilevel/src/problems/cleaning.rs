@@ -25,7 +25,7 @@ use faer::{Accum, Mat, MatRef, Par, Side};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// A labelled split: features (one sample per row) and class labels.
 #[derive(Debug, Clone)]
@@ -477,6 +477,72 @@ pub struct Cleaning {
     certified: bool,
     offdiag: f64,
     cache: Mutex<Option<(Vec<f64>, Vec<f64>)>>,
+    system_cache: Mutex<Option<WeightedSystem>>,
+    val_system: OnceLock<(Mat<f64>, Mat<f64>)>,
+}
+
+/// A u and the weighted Gram and right-hand side at ψ(u).
+type WeightedSystem = (Vec<f64>, std::sync::Arc<(Mat<f64>, Mat<f64>)>);
+
+/// AᵀA and AᵀB, multithreaded when the product is large enough to pay for it.
+fn gram_and_rhs(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
+    let (nr, m) = (a.nrows(), a.ncols());
+    let par = if nr * m * m > 50_000_000 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
+    let mut g = Mat::<f64>::zeros(m, m);
+    matmul(g.as_mut(), Accum::Replace, a.transpose(), a, 1.0, par);
+    let mut r = Mat::<f64>::zeros(m, b.ncols());
+    matmul(r.as_mut(), Accum::Replace, a.transpose(), b, 1.0, Par::Seq);
+    (g, r)
+}
+
+/// Solves (A + ridge·I) X = B for symmetric positive semi-definite A: Cholesky when ridge > 0;
+/// otherwise the minimum-norm solution through an eigen-decomposition with a relative
+/// pseudo-inverse tolerance of 1e-10 (A is singular when there are fewer samples than
+/// features).
+fn solve_ridge(what: &str, mut a: Mat<f64>, b: MatRef<'_, f64>, ridge: f64) -> Result<Mat<f64>> {
+    let m = a.nrows();
+    if ridge > 0.0 {
+        for i in 0..m {
+            a[(i, i)] += ridge;
+        }
+        return crate::linalg::spd_solve(what, a.as_ref(), b);
+    }
+    let eig = a
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| Error::data(what, "eigenvalue computation did not converge"))?;
+    let (uu, ss) = (eig.U(), eig.S().column_vector());
+    let smax = (0..m).map(|k| ss[k].abs()).fold(0.0, f64::max);
+    let tol = 1e-10 * smax;
+    // X = U diag(1/s_k, s_k > tol) Uᵀ B.
+    let mut ub = Mat::<f64>::zeros(m, b.ncols());
+    matmul(
+        ub.as_mut(),
+        Accum::Replace,
+        uu.transpose(),
+        b,
+        1.0,
+        Par::Seq,
+    );
+    for k in 0..m {
+        let inv = if ss[k] > tol { 1.0 / ss[k] } else { 0.0 };
+        for j in 0..b.ncols() {
+            ub[(k, j)] *= inv;
+        }
+    }
+    let mut sol = Mat::<f64>::zeros(m, b.ncols());
+    matmul(sol.as_mut(), Accum::Replace, uu, ub.as_ref(), 1.0, Par::Seq);
+    Ok(sol)
+}
+
+/// A matrix as a column-major flat vector.
+fn flatten(x: MatRef<'_, f64>) -> Vec<f64> {
+    (0..x.ncols())
+        .flat_map(|j| (0..x.nrows()).map(move |i| x[(i, j)]))
+        .collect()
 }
 
 fn one_hot(labels: &[usize], n: usize) -> Mat<f64> {
@@ -533,6 +599,8 @@ impl Cleaning {
             certified,
             offdiag,
             cache: Mutex::new(None),
+            system_cache: Mutex::new(None),
+            val_system: OnceLock::new(),
         })
     }
 
@@ -674,73 +742,46 @@ impl Cleaning {
     }
 
     fn fit_ls(&self, wts: &[f64]) -> Result<Vec<f64>> {
+        let (a, b) = self.weighted_system(wts);
+        let sol = solve_ridge(
+            "weighted ridge system X^T diag(psi) X + lambda I",
+            a,
+            b.as_ref(),
+            self.s.lambda,
+        )?;
+        Ok(flatten(sol.as_ref()))
+    }
+
+    /// The weighted Gram XᵀΨX and right-hand side XᵀΨY of the training set for weights ψ:
+    /// the N m² part of both exact solves (g* and the v block of L_γ), formed once per u.
+    fn weighted_system(&self, wts: &[f64]) -> (Mat<f64>, Mat<f64>) {
         let (m, n) = self.shape();
         let x = &self.data.train.x;
         let nt = x.nrows();
         let sw: Vec<f64> = wts.iter().map(|w| w.sqrt()).collect();
         let xs = Mat::from_fn(nt, m, |i, j| sw[i] * x[(i, j)]);
         let ys = Mat::from_fn(nt, n, |i, j| sw[i] * self.y_trn[(i, j)]);
-        let mut a = Mat::<f64>::zeros(m, m);
-        matmul(
-            a.as_mut(),
-            Accum::Replace,
-            xs.transpose(),
-            xs.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        let mut b = Mat::<f64>::zeros(m, n);
-        matmul(
-            b.as_mut(),
-            Accum::Replace,
-            xs.transpose(),
-            ys.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        let sol = if self.s.lambda > 0.0 {
-            for i in 0..m {
-                a[(i, i)] += self.s.lambda;
-            }
-            crate::linalg::spd_solve(
-                "weighted ridge system X^T diag(psi) X + lambda I",
-                a.as_ref(),
-                b.as_ref(),
-            )?
-        } else {
-            let eig = a.self_adjoint_eigen(Side::Lower).map_err(|_| {
-                Error::data(
-                    "weighted Gram matrix",
-                    "eigenvalue computation did not converge",
-                )
-            })?;
-            let (uu, ss) = (eig.U(), eig.S().column_vector());
-            let smax = (0..m).map(|k| ss[k].abs()).fold(0.0, f64::max);
-            let tol = 1e-10 * smax;
-            // W = U diag(1/s_k, s_k > tol) Uᵀ B.
-            let mut ub = Mat::<f64>::zeros(m, n);
-            matmul(
-                ub.as_mut(),
-                Accum::Replace,
-                uu.transpose(),
-                b.as_ref(),
-                1.0,
-                Par::Seq,
-            );
-            for k in 0..m {
-                let inv = if ss[k] > tol { 1.0 / ss[k] } else { 0.0 };
-                for j in 0..n {
-                    ub[(k, j)] *= inv;
-                }
-            }
-            let mut sol = Mat::<f64>::zeros(m, n);
-            matmul(sol.as_mut(), Accum::Replace, uu, ub.as_ref(), 1.0, Par::Seq);
-            sol
-        };
-        Ok((0..n)
-            .flat_map(|j| (0..m).map(move |i| (i, j)))
-            .map(|(i, j)| sol[(i, j)])
-            .collect())
+        gram_and_rhs(xs.as_ref(), ys.as_ref())
+    }
+
+    /// [`Cleaning::weighted_system`] at ψ(u), cached for the last u (the solver's v block,
+    /// its g* and the monitor all ask at the same u).
+    fn system_at(&self, u: &[f64]) -> std::sync::Arc<(Mat<f64>, Mat<f64>)> {
+        let mut c = self.system_cache.lock().expect("cache lock");
+        if let Some((cu, sys)) = c.as_ref()
+            && cu.as_slice() == u
+        {
+            return sys.clone();
+        }
+        let sys = std::sync::Arc::new(self.weighted_system(&self.weights(u)));
+        *c = Some((u.to_vec(), sys.clone()));
+        sys
+    }
+
+    /// X_valᵀX_val and X_valᵀY_val, formed on first use.
+    fn val_system(&self) -> &(Mat<f64>, Mat<f64>) {
+        self.val_system
+            .get_or_init(|| gram_and_rhs(self.data.val.x.as_ref(), self.y_val.as_ref()))
     }
 
     fn fit_ce(&self, wts: &[f64], start: Option<&[f64]>) -> Vec<f64> {
@@ -964,7 +1005,15 @@ impl Problem for Cleaning {
                 return true;
             }
         }
-        match self.fit_ls(&self.weights(u)) {
+        let sys = self.system_at(u);
+        let sol = solve_ridge(
+            "weighted ridge system X^T diag(psi) X + lambda I",
+            sys.0.clone(),
+            sys.1.as_ref(),
+            self.s.lambda,
+        )
+        .map(|x| flatten(x.as_ref()));
+        match sol {
             Ok(sol) => {
                 w.copy_from_slice(&sol);
                 *self.cache.lock().expect("cache lock") = Some((u.to_vec(), sol));
@@ -975,6 +1024,33 @@ impl Problem for Cleaning {
     }
 
     fn has_ll_solution(&self) -> bool {
+        self.s.loss == CleaningLoss::LeastSquares
+    }
+
+    fn penalty_v_solution(&self, u: &[f64], gamma: f64, v: &mut [f64]) -> bool {
+        if self.s.loss != CleaningLoss::LeastSquares {
+            return false;
+        }
+        // (X_valᵀX_val + γ XᵀΨX + γλ I) W = X_valᵀY_val + γ XᵀΨY: the same weighted Gram as g*.
+        let sys = self.system_at(u);
+        let (gv, bv) = self.val_system();
+        let a = gv + &sys.0 * faer::Scale(gamma);
+        let b = bv + &sys.1 * faer::Scale(gamma);
+        match solve_ridge(
+            "penalty v-block system X_val^T X_val + gamma (X^T diag(psi) X + lambda I)",
+            a,
+            b.as_ref(),
+            gamma * self.s.lambda,
+        ) {
+            Ok(sol) => {
+                v.copy_from_slice(&flatten(sol.as_ref()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn has_penalty_v_solution(&self) -> bool {
         self.s.loss == CleaningLoss::LeastSquares
     }
 

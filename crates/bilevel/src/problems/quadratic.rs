@@ -387,6 +387,30 @@ impl Problem for Quadratic {
     fn has_ll_solution(&self) -> bool {
         true
     }
+    fn penalty_v_solution(&self, u: &[f64], gamma: f64, v: &mut [f64]) -> bool {
+        // (H_f,vv + γ H_g,vv) v = −(H_f,vu + γ H_g,vu) u − (b_f,v + γ b_g,v).
+        let (du, dv) = (self.du, self.dv);
+        let a = Mat::from_fn(dv, dv, |i, j| {
+            self.hf[(du + i, du + j)] + gamma * self.hg[(du + i, du + j)]
+        });
+        let b = Mat::from_fn(dv, 1, |i, _| {
+            -(0..du)
+                .map(|j| (self.hf[(du + i, j)] + gamma * self.hg[(du + i, j)]) * u[j])
+                .sum::<f64>()
+                - self.bf[(du + i, 0)]
+                - gamma * self.bg[(du + i, 0)]
+        });
+        match spd_solve("H_f,vv + gamma H_g,vv", a.as_ref(), b.as_ref()) {
+            Ok(x) => {
+                v.copy_from_slice(&to_vec(x.as_ref()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn has_penalty_v_solution(&self) -> bool {
+        true
+    }
     fn smoothness(&self) -> Option<Smoothness> {
         Some(self.smooth)
     }

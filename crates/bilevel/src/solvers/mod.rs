@@ -12,7 +12,7 @@ mod value;
 pub use bome::Bome;
 pub use f2sa::F2sa;
 pub use hypergrad::{Aid, Itd, LinearSolve};
-pub use pbgd::{Pbgd, Update};
+pub use pbgd::{Pbgd, Update, VBlock};
 pub use rules::{GammaSchedule, StepRule, estimate_smoothness, resolve_smoothness};
 pub use value::{InnerLoop, ValueFunction};
 

@@ -18,6 +18,19 @@ pub enum Update {
     GaussSeidel,
 }
 
+/// How the v block is updated (Gauss–Seidel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VBlock {
+    /// `v_steps` gradient steps on L_γ(u, ·) with the outer step α.
+    #[default]
+    Gradient,
+    /// v ← argmin_v L_γ(u, v), the problem's closed form ([`Problem::penalty_v_solution`]).
+    /// The u step is then a projected gradient step on φ(u) = min_v L_γ(u, v) (Danskin), whose
+    /// curvature no longer includes the v block's, so it takes its own step rule (`u_step`).
+    Exact,
+}
+
 /// PBGD on L_γ = f + γ (g − g*).
 #[derive(Debug, Clone)]
 pub struct Pbgd {
@@ -29,6 +42,10 @@ pub struct Pbgd {
     pub step: StepRule,
     /// Gradient steps on v per iteration (Gauss–Seidel only).
     pub v_steps: usize,
+    /// Gradient steps or the exact minimizer on the v block (Gauss–Seidel only).
+    pub v_block: VBlock,
+    /// Step rule of the u block when it differs from `step` (required with an exact v block).
+    pub u_step: Option<StepRule>,
     /// Value-function estimate; None picks exact where available, else 10 warm steps.
     pub inner: Option<InnerLoop>,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
@@ -37,6 +54,7 @@ pub struct Pbgd {
     vf: Option<ValueFunction>,
     pen: Option<Penalty>,
     last_alpha: f64,
+    last_alpha_v: f64,
 }
 
 impl Pbgd {
@@ -47,12 +65,15 @@ impl Pbgd {
             gamma: GammaSchedule::Constant(gamma),
             step: StepRule::default(),
             v_steps: 1,
+            v_block: VBlock::Gradient,
+            u_step: None,
             inner: None,
             smoothness: None,
             resolved: None,
             vf: None,
             pen: None,
             last_alpha: f64::NAN,
+            last_alpha_v: f64::NAN,
         }
     }
 
@@ -107,18 +128,39 @@ impl Pbgd {
         self
     }
 
+    /// Gauss–Seidel with the exact v block: v ← argmin_v L_γ(u, ·), then a step of `u_step`
+    /// on u.
+    pub fn with_exact_v(mut self, u_step: StepRule) -> Self {
+        self.update = Update::GaussSeidel;
+        self.v_block = VBlock::Exact;
+        self.u_step = Some(u_step);
+        self
+    }
+
+    /// Sets a separate step rule for the u block.
+    pub fn with_u_step(mut self, u_step: StepRule) -> Self {
+        self.u_step = Some(u_step);
+        self
+    }
+
     fn alpha(&self, gamma: f64) -> f64 {
         let s = self.resolved.as_ref().expect("init sets smoothness");
         self.step.alpha(gamma, s)
+    }
+
+    fn alpha_u(&self, gamma: f64) -> f64 {
+        let s = self.resolved.as_ref().expect("init sets smoothness");
+        self.u_step.unwrap_or(self.step).alpha(gamma, s)
     }
 }
 
 impl Solver for Pbgd {
     fn name(&self) -> String {
-        let kind = match (self.update, self.gamma) {
-            (_, GammaSchedule::Linear { .. }) => "V-PBGD",
-            (Update::Jacobi, _) => "PBGD-Jacobi",
-            (Update::GaussSeidel, _) => "PBGD-GS",
+        let kind = match (self.update, self.gamma, self.v_block) {
+            (_, GammaSchedule::Linear { .. }, _) => "V-PBGD",
+            (Update::Jacobi, _, _) => "PBGD-Jacobi",
+            (Update::GaussSeidel, _, VBlock::Gradient) => "PBGD-GS",
+            (Update::GaussSeidel, _, VBlock::Exact) => "PBGD-GS-exact-v",
         };
         match self.gamma {
             GammaSchedule::Constant(g) => format!("{kind} (gamma={g})"),
@@ -145,6 +187,32 @@ impl Solver for Pbgd {
                 "at least 1 step on v per iteration",
             ));
         }
+        if let Some(u_step) = self.u_step {
+            u_step.validate()?;
+        }
+        if self.v_block == VBlock::Exact {
+            if self.update != Update::GaussSeidel {
+                return Err(Error::setting(
+                    "v_block",
+                    "exact",
+                    "an exact v block needs update = gauss-seidel",
+                ));
+            }
+            if !problem.has_penalty_v_solution() {
+                return Err(Error::Unsupported(format!(
+                    "problem {} has no closed-form minimizer of L_gamma(u, .); use v_block = gradient",
+                    problem.name()
+                )));
+            }
+            if self.u_step.is_none() {
+                return Err(Error::setting(
+                    "u_step",
+                    "missing",
+                    "an exact v block needs its own u step (the default c/(l_f + gamma l_g) is \
+                     set by the v block's curvature); give u_step, e.g. u_step = { fixed = 0.1 }",
+                ));
+            }
+        }
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
         if let StepRule::InverseGamma { alpha0 } = self.step
             && alpha0.is_nan()
@@ -162,33 +230,49 @@ impl Solver for Pbgd {
         vf.set(&state.v);
         self.vf = Some(vf);
         self.pen = Some(Penalty::new(problem.dim_u(), problem.dim_v()));
-        self.last_alpha = self.alpha(self.gamma.at(0));
+        self.last_alpha = self.alpha_u(self.gamma.at(0));
+        self.last_alpha_v = self.alpha(self.gamma.at(0));
         Ok(())
     }
 
     fn step(&mut self, problem: &dyn Problem, state: &mut State) -> Result<()> {
         let gamma = self.gamma.at(state.iter);
         let alpha = self.alpha(gamma);
-        self.last_alpha = alpha;
+        let alpha_u = self.alpha_u(gamma);
+        self.last_alpha = alpha_u;
+        self.last_alpha_v = alpha;
         let pen = self.pen.as_mut().expect("init sets the penalty buffers");
         let vf = self.vf.as_mut().expect("init sets the value function");
         match self.update {
             Update::Jacobi => {
                 vf.update(problem, &state.u);
                 pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, true);
-                axpy(-alpha, &pen.du, &mut state.u);
+                axpy(-alpha_u, &pen.du, &mut state.u);
                 axpy(-alpha, &pen.dv, &mut state.v);
                 problem.project_u(&mut state.u);
             }
             Update::GaussSeidel => {
-                for _ in 0..self.v_steps {
-                    pen.eval(problem, &state.u, &state.v, &vf.w, gamma, false, true);
-                    axpy(-alpha, &pen.dv, &mut state.v);
+                match self.v_block {
+                    VBlock::Gradient => {
+                        for _ in 0..self.v_steps {
+                            pen.eval(problem, &state.u, &state.v, &vf.w, gamma, false, true);
+                            axpy(-alpha, &pen.dv, &mut state.v);
+                        }
+                    }
+                    VBlock::Exact => {
+                        if !problem.penalty_v_solution(&state.u, gamma, &mut state.v) {
+                            return Err(Error::Unsupported(format!(
+                                "the exact v block of {} failed at iteration {} (singular system); use v_block = gradient",
+                                problem.name(),
+                                state.iter
+                            )));
+                        }
+                    }
                 }
                 // The u-step uses the fresh v and a value function refreshed at u_k.
                 vf.update(problem, &state.u);
                 pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, false);
-                axpy(-alpha, &pen.du, &mut state.u);
+                axpy(-alpha_u, &pen.du, &mut state.u);
                 problem.project_u(&mut state.u);
             }
         }
@@ -204,9 +288,13 @@ impl Solver for Pbgd {
             InnerLoop::Exact => None,
             InnerLoop::Gd { .. } => Some(vf.beta),
         });
+        let alpha_v = match self.v_block {
+            VBlock::Exact => f64::NAN,
+            VBlock::Gradient => self.last_alpha_v,
+        };
         Steps {
             alpha: self.last_alpha,
-            alpha_v: self.last_alpha,
+            alpha_v,
             beta,
         }
     }
