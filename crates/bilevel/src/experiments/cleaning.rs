@@ -535,6 +535,24 @@ fn clean_run(
     }
 }
 
+/// Test accuracy of unweighted and oracle training per problem, as pairs and as two columns.
+#[allow(clippy::type_complexity)]
+fn reference_accuracies(problems: &[Cleaning]) -> (Vec<(f64, f64)>, Vec<f64>, Vec<f64>) {
+    let refs: Vec<(f64, f64)> = problems
+        .par_iter()
+        .map(|p| {
+            let un = p
+                .reference_unweighted()
+                .map_or(f64::NAN, |r| r.eval.test_acc);
+            let or = p.reference_oracle().map_or(f64::NAN, |r| r.eval.test_acc);
+            (un, or)
+        })
+        .collect();
+    let un = refs.iter().map(|r| r.0).collect();
+    let or = refs.iter().map(|r| r.1).collect();
+    (refs, un, or)
+}
+
 fn med(xs: &[f64]) -> (f64, f64, f64) {
     quantiles(xs).unwrap_or((f64::NAN, f64::NAN, f64::NAN))
 }
@@ -648,18 +666,7 @@ impl Experiment for CleaningStudy {
                     Cleaning::new(d, syn.settings())
                 })
                 .collect::<Result<_>>()?;
-            let refs: Vec<(f64, f64)> = problems
-                .par_iter()
-                .map(|p| {
-                    let un = p
-                        .reference_unweighted()
-                        .map_or(f64::NAN, |r| r.eval.test_acc);
-                    let or = p.reference_oracle().map_or(f64::NAN, |r| r.eval.test_acc);
-                    (un, or)
-                })
-                .collect();
-            let un: Vec<f64> = refs.iter().map(|r| r.0).collect();
-            let or: Vec<f64> = refs.iter().map(|r| r.1).collect();
+            let (refs, un, or) = reference_accuracies(&problems);
             rows.push(vec![
                 format!("{p_noise}"),
                 "unweighted (all samples)".into(),
@@ -774,18 +781,7 @@ impl Experiment for CleaningStudy {
                     Cleaning::new(d, fm.settings())
                 })
                 .collect::<Result<_>>()?;
-            let refs: Vec<(f64, f64)> = problems
-                .iter()
-                .map(|p| {
-                    let un = p
-                        .reference_unweighted()
-                        .map_or(f64::NAN, |r| r.eval.test_acc);
-                    let or = p.reference_oracle().map_or(f64::NAN, |r| r.eval.test_acc);
-                    (un, or)
-                })
-                .collect();
-            let un: Vec<f64> = refs.iter().map(|r| r.0).collect();
-            let or: Vec<f64> = refs.iter().map(|r| r.1).collect();
+            let (refs, un, or) = reference_accuracies(&problems);
             let mut rows = vec![
                 vec![
                     "unweighted (all samples)".into(),
