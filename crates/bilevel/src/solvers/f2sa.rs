@@ -27,9 +27,10 @@ pub struct F2sa {
     pub inner: InnerLoop,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness_override: Option<Smoothness>,
-    /// Mini-batch size (None: full gradients): each iteration draws one batch without
-    /// replacement from the run's seeded stream and uses it for every g gradient (at v, at
-    /// the lower-level estimate and in its inner steps); f stays exact.
+    /// Mini-batch size (None: full gradients): each iteration draws two independent batches
+    /// without replacement from the run's seeded stream ([`Batches::draw_pair`]), one for the
+    /// inner steps, one for the g gradients at v and at the lower-level estimate; f stays
+    /// exact.
     pub batch: Option<usize>,
     batches: Option<Batches>,
     s: Option<Smoothness>,

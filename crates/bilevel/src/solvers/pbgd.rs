@@ -50,9 +50,11 @@ pub struct Pbgd {
     pub inner: Option<InnerLoop>,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness: Option<Smoothness>,
-    /// Mini-batch size (None: full gradients). Each iteration draws one batch without
-    /// replacement from the run's seeded stream; ∇g(u, v), ∇_u g(u, w) and the inner gradient
-    /// steps on w all use it (f stays exact). Gradient v block only.
+    /// Mini-batch size (None: full gradients). Each iteration draws two independent batches
+    /// without replacement from the run's seeded stream ([`Batches::draw_pair`]): one for the
+    /// steps that move v (Gauss–Seidel) and the inner steps on w, one for the gradient
+    /// estimates ∇g(u, v) and ∇_u g(u, w) at the moved points (the same batch for both); f
+    /// stays exact. Gradient v block only.
     pub batch: Option<usize>,
     batches: Option<Batches>,
     resolved: Option<Smoothness>,
