@@ -622,6 +622,8 @@ pub struct F2saConfig {
     pub inner_warm: Option<bool>,
     /// Inner step β.
     pub inner_beta: Option<f64>,
+    /// Mini-batch size for stochastic gradients of g.
+    pub batch_size: Option<usize>,
     /// Smoothness overrides.
     pub smoothness: Option<SmoothnessConfig>,
 }
@@ -642,6 +644,8 @@ pub struct BomeConfig {
     pub alpha: Option<f64>,
     /// Ratio of the u step to the v step.
     pub u_step_ratio: Option<f64>,
+    /// Mini-batch size for stochastic gradients of g.
+    pub batch_size: Option<usize>,
     /// Smoothness overrides.
     pub smoothness: Option<SmoothnessConfig>,
 }
@@ -748,6 +752,10 @@ impl F2saConfig {
         )? {
             s = s.with_inner(i);
         }
+        nonzero("batch_size", self.batch_size)?;
+        if let Some(b) = self.batch_size {
+            s = s.with_batch(b);
+        }
         if let Some(sm) = smoothness(self.smoothness)? {
             s = s.with_smoothness(sm);
         }
@@ -771,6 +779,10 @@ impl BomeConfig {
         }
         if let Some(r) = self.u_step_ratio {
             s = s.with_u_step_ratio(r);
+        }
+        nonzero("batch_size", self.batch_size)?;
+        if let Some(b) = self.batch_size {
+            s = s.with_batch(b);
         }
         if let Some(sm) = smoothness(self.smoothness)? {
             s = s.with_smoothness(sm);
@@ -909,6 +921,9 @@ pub struct PbgdConfig {
     pub inner_warm: Option<bool>,
     /// Inner step β.
     pub inner_beta: Option<f64>,
+    /// Mini-batch size for stochastic gradients of g (problems that sum g over samples;
+    /// gradient v block).
+    pub batch_size: Option<usize>,
     /// Smoothness overrides.
     pub smoothness: Option<SmoothnessConfig>,
 }
@@ -1087,6 +1102,15 @@ impl PbgdConfig {
                 );
             };
             p = p.with_exact_v(StepRule::Fixed(a));
+            if let Some(b) = self.batch_size {
+                bail!(
+                    "[solver] `batch_size` = {b} needs `v_block` = \"gradient\" (the exact v block solves on all samples): remove one of them"
+                );
+            }
+        }
+        nonzero("batch_size", self.batch_size)?;
+        if let Some(b) = self.batch_size {
+            p = p.with_batch(b);
         }
         if let Some(i) = inner_loop(
             self.inner,

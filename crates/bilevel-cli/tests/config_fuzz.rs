@@ -90,6 +90,7 @@ const KEYS: &[&str] = &[
     "inner_steps",
     "inner_warm",
     "inner_beta",
+    "batch_size",
     "smoothness",
     "lf",
     "lg",
@@ -179,6 +180,7 @@ const SECTION_KEYS: &[&[&str]] = &[
         "inner_steps",
         "inner_warm",
         "inner_beta",
+        "batch_size",
         "smoothness",
     ],
     &[

@@ -1,7 +1,7 @@
 //! The penalty reformulation L_γ(u, v) = f(u, v) + γ (g(u, v) − g*(u)), with g*(u) and
 //! ∇g*(u) = ∇_u g(u, w*(u)) (Danskin) taken at a lower-level point w.
 
-use crate::problem::Problem;
+use crate::problem::{Problem, eval_g};
 
 /// Values at one evaluation of L_γ.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,19 +53,46 @@ impl Penalty {
         grad_u: bool,
         grad_v: bool,
     ) -> PenaltyValue {
+        self.eval_batch(problem, u, v, w, gamma, grad_u, grad_v, None)
+    }
+
+    /// Like [`Penalty::eval`], with both g terms (at v and at w) replaced by their unbiased
+    /// mini-batch estimates on the same batch ([`Problem::g_batch`]) when `batch` is given;
+    /// f stays exact.
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval_batch(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        grad_u: bool,
+        grad_v: bool,
+        batch: Option<&[usize]>,
+    ) -> PenaltyValue {
         let f = problem.f(
             u,
             v,
             grad_u.then_some(&mut self.du[..]),
             grad_v.then_some(&mut self.dv[..]),
         );
-        let g = problem.g(
+        let g = eval_g(
+            problem,
             u,
             v,
+            batch,
             grad_u.then_some(&mut self.gu[..]),
             grad_v.then_some(&mut self.gv[..]),
         );
-        let g_star = problem.g(u, w, grad_u.then_some(&mut self.hu[..]), None);
+        let g_star = eval_g(
+            problem,
+            u,
+            w,
+            batch,
+            grad_u.then_some(&mut self.hu[..]),
+            None,
+        );
         if grad_u {
             for ((d, a), b) in self.du.iter_mut().zip(&self.gu).zip(&self.hu) {
                 *d += gamma * (a - b);

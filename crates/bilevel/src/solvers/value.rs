@@ -2,7 +2,7 @@
 //! and whose ∇_u g(u, w) stands for ∇g*(u) (Danskin).
 
 use crate::error::{Error, Result};
-use crate::problem::Problem;
+use crate::problem::{Problem, eval_g};
 use serde::{Deserialize, Serialize};
 
 /// How w is obtained at each outer iteration.
@@ -94,6 +94,23 @@ impl ValueFunction {
 
     /// Like [`ValueFunction::update`] with an explicit number of gradient steps.
     pub fn update_with(&mut self, problem: &dyn Problem, u: &[f64], steps_override: Option<usize>) {
+        self.refresh(problem, u, steps_override, None)
+    }
+
+    /// Like [`ValueFunction::update`]; the gradient steps of an inner loop use the mini-batch
+    /// estimate of ∇_v g ([`Problem::g_batch`]) when `batch` is given. The exact solution
+    /// ignores the batch.
+    pub fn update_batch(&mut self, problem: &dyn Problem, u: &[f64], batch: Option<&[usize]>) {
+        self.refresh(problem, u, None, batch)
+    }
+
+    fn refresh(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        steps_override: Option<usize>,
+        batch: Option<&[usize]>,
+    ) {
         match self.inner {
             InnerLoop::Exact => {
                 problem.ll_solution(u, &mut self.w);
@@ -103,7 +120,7 @@ impl ValueFunction {
                     self.w.fill(0.0);
                 }
                 for _ in 0..steps_override.unwrap_or(steps) {
-                    problem.g(u, &self.w, None, Some(&mut self.gv));
+                    eval_g(problem, u, &self.w, batch, None, Some(&mut self.gv));
                     crate::linalg::axpy(-self.beta, &self.gv, &mut self.w);
                 }
             }
@@ -112,6 +129,17 @@ impl ValueFunction {
 
     /// g(u, w) and, when given, ∇_u g(u, w): the estimates of g*(u) and ∇g*(u).
     pub fn value(&self, problem: &dyn Problem, u: &[f64], grad_u: Option<&mut [f64]>) -> f64 {
-        problem.g(u, &self.w, grad_u, None)
+        self.value_batch(problem, u, None, grad_u)
+    }
+
+    /// Like [`ValueFunction::value`], the mini-batch estimate when `batch` is given.
+    pub fn value_batch(
+        &self,
+        problem: &dyn Problem,
+        u: &[f64],
+        batch: Option<&[usize]>,
+        grad_u: Option<&mut [f64]>,
+    ) -> f64 {
+        eval_g(problem, u, &self.w, batch, grad_u, None)
     }
 }
