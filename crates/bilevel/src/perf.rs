@@ -1,6 +1,9 @@
 //! Machine rates for roofline floors: dense GEMM throughput (faer) and streaming read
 //! bandwidth, measured in the same process as the kernels they bound.
 
+use crate::error::Result;
+use crate::problems::replearn::{Regime, RepLearning, RepSizes};
+use crate::solvers::{InnerLoop, Pbgd, Solver, State, Update};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use rayon::prelude::*;
@@ -73,4 +76,233 @@ pub fn measure() -> MachineRates {
 /// read / bandwidth).
 pub fn floor_seconds(flops: f64, bytes: f64, rates: &MachineRates) -> f64 {
     (flops / (rates.gemm_gflops * 1e9)).max(bytes / (rates.read_gbs * 1e9))
+}
+
+/// Median of `reps` timings of `f` (seconds), after one untimed warm-up call.
+pub fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Useful flops and bytes that must be moved by one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Cost {
+    /// Floating-point operations of the best multiplication order.
+    pub flops: f64,
+    /// Bytes that must cross the memory bus (see [`replearn_iteration_cost`]).
+    pub bytes: f64,
+}
+
+impl Cost {
+    /// The roofline floor of this cost on `rates`, seconds.
+    pub fn floor(&self, rates: &MachineRates) -> f64 {
+        floor_seconds(self.flops, self.bytes, rates)
+    }
+
+    /// Which roof sets the floor: "GEMM" or "memory".
+    pub fn bound(&self, rates: &MachineRates) -> &'static str {
+        if self.flops / (rates.gemm_gflops * 1e9) >= self.bytes / (rates.read_gbs * 1e9) {
+            "GEMM"
+        } else {
+            "memory"
+        }
+    }
+}
+
+/// The benchmark sizes of representation learning (issue 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepSize {
+    /// N = N' = 50, m = 100, h = 120, n = 5 (certified-global regime).
+    Small,
+    /// N = N' = 500, m = 500, h = 600, n = 10 (intermediate regime).
+    Medium,
+    /// N = N' = 2,000, m = 1,000, h = 1,000, n = 10 (general regime, N > m).
+    Large,
+}
+
+impl RepSize {
+    /// All three, smallest first.
+    pub const ALL: [RepSize; 3] = [RepSize::Small, RepSize::Medium, RepSize::Large];
+
+    /// Lower-case name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RepSize::Small => "small",
+            RepSize::Medium => "medium",
+            RepSize::Large => "large",
+        }
+    }
+
+    /// The regime these sizes fall in and the generator's sizes.
+    pub fn sizes(&self) -> (Regime, RepSizes) {
+        let (regime, n_trn, m, h, n) = match self {
+            RepSize::Small => (Regime::CertifiedGlobal, 50, 100, 120, 5),
+            RepSize::Medium => (Regime::Intermediate, 500, 500, 600, 10),
+            RepSize::Large => (Regime::General, 2000, 1000, 1000, 10),
+        };
+        let mut s = RepSizes::default_for(regime);
+        (s.n_trn, s.n_val, s.m, s.h, s.n) = (n_trn, n_trn, m, h, n);
+        (regime, s)
+    }
+}
+
+/// The iteration that the benchmarks time: PBGD with γ = [`BENCH_GAMMA`] and one warm
+/// gradient step of the value-function estimate per iteration (β = 1/ℓ_{g,vv}).
+pub const BENCH_GAMMA: f64 = 10.0;
+
+/// A PBGD solver for the benchmarked iteration (`update`), see [`BENCH_GAMMA`].
+pub fn bench_solver(update: Update) -> Pbgd {
+    Pbgd::new(update, BENCH_GAMMA).with_inner(InnerLoop::Gd {
+        steps: 1,
+        warm: true,
+        beta: None,
+    })
+}
+
+/// A seeded representation-learning instance of `size`, a benchmark solver initialized at the
+/// problem's start point, and the state after `warm` iterations (so W2 ≠ 0).
+pub fn replearn_case(
+    size: RepSize,
+    update: Update,
+    seed: u64,
+    warm: usize,
+) -> Result<(RepLearning, Pbgd, State)> {
+    let (regime, sizes) = size.sizes();
+    let p = RepLearning::generate(regime, &sizes, seed)?;
+    let (u, v) = p.init(seed);
+    let mut state = State {
+        u,
+        v,
+        iter: 0,
+        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
+    };
+    let mut solver = bench_solver(update);
+    solver.init(&p, &mut state)?;
+    for _ in 0..warm {
+        solver.step(&p, &mut state)?;
+        state.iter += 1;
+    }
+    Ok((p, solver, state))
+}
+
+/// Cost of one benchmarked PBGD iteration on representation learning with N = `nt`,
+/// N' = `nv`, features m, width h, outputs n: the least work the iteration needs, whatever the
+/// implementation.
+///
+/// Flops, best order (Z = W1·[W2, w] first, then the data, right-hand sides stacked):
+/// * Jacobi: inner step W1w, X_trn(·), X_trnᵀ(·), W1ᵀG (4mhn + 4Nmn); penalty gradient at
+///   (W1, W2, w): W1[W2, w], X_trn and X_trnᵀ on 2n columns, X_val and X_valᵀ on n, W1ᵀ(·) and
+///   the rank-2n ∇W1 (10mhn + 8Nmn + 4N'mn).
+/// * Gauss–Seidel: v step stacked with the inner step at the same W1 (8mhn + 8Nmn + 4N'mn),
+///   u step at (W2⁺, w⁺) (8mhn + 8Nmn + 4N'mn).
+///
+/// Bytes: the passes over the data that the dependencies force (a transposed product needs the
+/// whole residual, but each row block can be reused from cache, so a fused pass reads a matrix
+/// once): Jacobi reads X_trn twice (inner step, then the penalty at the new w) and X_val once;
+/// Gauss–Seidel reads both twice (at W2 and at W2⁺). Plus W1 read once and written once.
+pub fn replearn_iteration_cost(
+    nt: usize,
+    nv: usize,
+    m: usize,
+    h: usize,
+    n: usize,
+    update: Update,
+) -> Cost {
+    let (nt, nv, m, h, n) = (nt as f64, nv as f64, m as f64, h as f64, n as f64);
+    let (mhn, tmn, vmn) = (m * h * n, nt * m * n, nv * m * n);
+    let (flops, xt_reads, xv_reads) = match update {
+        Update::Jacobi => (14.0 * mhn + 12.0 * tmn + 4.0 * vmn, 2.0, 1.0),
+        Update::GaussSeidel => (16.0 * mhn + 16.0 * tmn + 8.0 * vmn, 2.0, 2.0),
+    };
+    Cost {
+        flops,
+        bytes: 8.0 * m * (xt_reads * nt + xv_reads * nv) + 2.0 * 8.0 * m * h,
+    }
+}
+
+/// Sets the rayon pool and faer's parallelism from `BILEVEL_THREADS` (default: all cores);
+/// returns the thread count. Call once per process, before any parallel work.
+pub fn set_threads_from_env() -> usize {
+    let n = std::env::var("BILEVEL_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // A pool built earlier (by another benchmark in the same process) stays in force.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let n = rayon::current_num_threads();
+    faer::set_global_parallelism(if n > 1 { Par::rayon(n) } else { Par::Seq });
+    n
+}
+
+/// One timed kernel of a roofline report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RooflineRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// Shapes, for the table.
+    pub shape: String,
+    /// Median time per call, seconds.
+    pub seconds: f64,
+    /// Its cost.
+    pub cost: Cost,
+}
+
+/// Times one Jacobi and one Gauss–Seidel iteration of representation learning at each size
+/// (median over repetitions sized to about a second per kernel).
+pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let (_, s) = size.sizes();
+        for update in [Update::Jacobi, Update::GaussSeidel] {
+            let (p, mut solver, mut state) = replearn_case(size, update, seed, 3)?;
+            let mut step = || {
+                solver.step(&p, &mut state).expect("PBGD step");
+                state.iter += 1;
+            };
+            let probe = median_seconds(3, &mut step);
+            let reps = ((1.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
+            let seconds = median_seconds(reps, &mut step);
+            rows.push(RooflineRow {
+                kernel: format!("replearn {} {update:?}", size.label()),
+                shape: format!("N=N'={}, m={}, h={}, n={}", s.n_trn, s.m, s.h, s.n),
+                seconds,
+                cost: replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Prints the roofline table (Markdown) with the machine rates it is measured against.
+pub fn print_roofline(threads: usize, rates: &MachineRates, rows: &[RooflineRow]) {
+    println!(
+        "threads {threads}; GEMM {:.1} GFLOP/s (faer, 1024³); read bandwidth {:.1} GB/s (256 MiB)",
+        rates.gemm_gflops, rates.read_gbs
+    );
+    println!("| kernel | shape | time (ms) | GFLOP | MB | floor (ms) | bound | achieved/floor |");
+    println!("|---|---|---:|---:|---:|---:|---|---:|");
+    for r in rows {
+        let floor = r.cost.floor(rates);
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.3} | {} | {:.2} |",
+            r.kernel,
+            r.shape,
+            r.seconds * 1e3,
+            r.cost.flops / 1e9,
+            r.cost.bytes / 1e6,
+            floor * 1e3,
+            r.cost.bound(rates),
+            r.seconds / floor
+        );
+    }
 }
