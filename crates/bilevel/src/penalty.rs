@@ -41,7 +41,8 @@ impl Penalty {
     }
 
     /// Evaluates L_γ at (u, v) with g* estimated by g(u, w); fills `du` = ∇_u f + γ(∇_u g(u, v)
-    /// − ∇_u g(u, w)) when `grad_u`, and `dv` = ∇_v f + γ ∇_v g(u, v) when `grad_v`.
+    /// − ∇_u g(u, w)) when `grad_u`, and `dv` = ∇_v f + γ ∇_v g(u, v) when `grad_v`. Uses the
+    /// problem's fused [`Problem::penalty_eval`] where it has one.
     #[allow(clippy::too_many_arguments)]
     pub fn eval(
         &mut self,
@@ -53,6 +54,32 @@ impl Penalty {
         grad_u: bool,
         grad_v: bool,
     ) -> PenaltyValue {
+        let du = grad_u.then_some(&mut self.du[..]);
+        let dv = grad_v.then_some(&mut self.dv[..]);
+        let [f, g, g_star] = match problem.penalty_eval(u, v, w, gamma, du, dv) {
+            Some(values) => values,
+            None => self.eval_separately(problem, u, v, w, gamma, grad_u, grad_v),
+        };
+        PenaltyValue {
+            f,
+            g,
+            g_star,
+            l: f + gamma * (g - g_star),
+        }
+    }
+
+    /// [f(u, v), g(u, v), g(u, w)] and the gradient blocks from three separate calls.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_separately(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        grad_u: bool,
+        grad_v: bool,
+    ) -> [f64; 3] {
         let f = problem.f(
             u,
             v,
@@ -74,11 +101,6 @@ impl Penalty {
         if grad_v {
             crate::linalg::axpy(gamma, &self.gv, &mut self.dv);
         }
-        PenaltyValue {
-            f,
-            g,
-            g_star,
-            l: f + gamma * (g - g_star),
-        }
+        [f, g, g_star]
     }
 }

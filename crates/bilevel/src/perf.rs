@@ -2,6 +2,8 @@
 //! bandwidth, measured in the same process as the kernels they bound.
 
 use crate::error::Result;
+use crate::problem::Problem;
+use crate::problems::Cleaning;
 use crate::problems::replearn::{Regime, RepLearning, RepSizes};
 use crate::solvers::{InnerLoop, Pbgd, Solver, State, Update};
 use faer::linalg::matmul::matmul;
@@ -238,7 +240,9 @@ pub fn set_threads_from_env() -> usize {
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // A pool built earlier (by another benchmark in the same process) stays in force.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     let n = rayon::current_num_threads();
     faer::set_global_parallelism(if n > 1 { Par::rayon(n) } else { Par::Seq });
     n
@@ -305,4 +309,183 @@ pub fn print_roofline(threads: usize, rates: &MachineRates, rows: &[RooflineRow]
             r.seconds / floor
         );
     }
+}
+
+/// One benchmarked case written for the peers (see [`export_replearn_case`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedCase {
+    /// Directory name under the export root, e.g. `large-jacobi`.
+    pub name: String,
+    /// Size label.
+    pub size: RepSize,
+    /// "jacobi" or "gauss-seidel".
+    pub update: String,
+    /// Outer step α (both blocks).
+    pub alpha: f64,
+    /// Inner step β.
+    pub beta: f64,
+    /// Penalty constant γ.
+    pub gamma: f64,
+    /// Iterations from the start point to the exported end point (the agreement check).
+    pub check_iters: usize,
+    /// Our median time per iteration, seconds.
+    pub seconds: f64,
+    /// Repetitions behind the median.
+    pub reps: usize,
+    /// Floor and cost of the iteration.
+    pub cost: Cost,
+    /// Roofline floor on the machine rates of this run, seconds.
+    pub floor: f64,
+}
+
+/// Writes one benchmarked case into `dir`: the seeded data (x_trn.npy, y_trn.npy, x_val.npy,
+/// y_val.npy, as [`RepLearning::save_npy`]), the start point (w1_0.npy, w2_0.npy, w_0.npy),
+/// our iterates after `check_iters` iterations (w1_k.npy, w2_k.npy, w_k.npy), then times the
+/// iteration (median) and writes everything else into case.json.
+pub fn export_replearn_case(
+    size: RepSize,
+    update: Update,
+    seed: u64,
+    check_iters: usize,
+    rates: &MachineRates,
+    dir: &std::path::Path,
+) -> Result<ExportedCase> {
+    let (p, mut solver, mut state) = replearn_case(size, update, seed, 0)?;
+    p.save_npy(dir)?;
+    let (m, h, n) = p.shape();
+    let save = |name: &str, x: &[f64], r: usize, c: usize| {
+        let a = faer::MatRef::from_column_major_slice(x, r, c).to_owned();
+        crate::npy::write_matrix(&dir.join(format!("{name}.npy")), &a)
+    };
+    let w_of = |s: &Pbgd| s.ll_estimate().expect("PBGD keeps w").to_vec();
+    save("w1_0", &state.u, m, h)?;
+    save("w2_0", &state.v, h, n)?;
+    save("w_0", &w_of(&solver), h, n)?;
+    for _ in 0..check_iters {
+        solver.step(&p, &mut state)?;
+        state.iter += 1;
+    }
+    save("w1_k", &state.u, m, h)?;
+    save("w2_k", &state.v, h, n)?;
+    save("w_k", &w_of(&solver), h, n)?;
+    let steps = solver.steps();
+    let mut step = || {
+        solver.step(&p, &mut state).expect("PBGD step");
+        state.iter += 1;
+    };
+    let probe = median_seconds(3, &mut step);
+    let reps = ((2.0 / probe.max(1e-7)) as usize).clamp(11, 4001);
+    let seconds = median_seconds(reps, &mut step);
+    let (_, s) = size.sizes();
+    let cost = replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update);
+    let case = ExportedCase {
+        name: dir
+            .file_name()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size,
+        update: match update {
+            Update::Jacobi => "jacobi",
+            Update::GaussSeidel => "gauss-seidel",
+        }
+        .into(),
+        alpha: steps.alpha,
+        beta: steps.beta.unwrap_or(f64::NAN),
+        gamma: BENCH_GAMMA,
+        check_iters,
+        seconds,
+        reps,
+        cost,
+        floor: cost.floor(rates),
+    };
+    let json = serde_json::to_string_pretty(&case).unwrap_or_default();
+    std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(case)
+}
+
+/// A hyper-cleaning problem of Fashion-MNIST size (5,000 training and 5,000 validation
+/// samples, 784 features, 10 classes, half the training labels corrupted, least squares,
+/// λ = 1, u_scale = 10 as in the cleaning experiment): the real data when installed in
+/// [`crate::data::FASHION_MNIST_DIR`], else seeded uniform features of the same shape. Returns
+/// the problem, a description of the data, and a point (u, W, w) away from the start.
+pub fn cleaning_case(seed: u64) -> Result<(Cleaning, String, Vec<f64>, Vec<f64>, Vec<f64>)> {
+    use crate::data::{FASHION_MNIST_DIR, FashionMnistConfig, load_fashion_mnist};
+    use crate::problems::cleaning::{CleaningData, CleaningSettings, Split};
+    use rand::RngExt;
+    let (n_trn, n_val, m, classes) = (5000, 5000, 784, 10);
+    let (data, what) = if std::path::Path::new(FASHION_MNIST_DIR).is_dir() {
+        let cfg = FashionMnistConfig {
+            n_trn,
+            n_val,
+            n_test: 1000,
+            p: 0.5,
+            seed,
+            ..Default::default()
+        };
+        (load_fashion_mnist(&cfg)?, "Fashion-MNIST")
+    } else {
+        let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Data);
+        let mut split = |rows: usize| {
+            let x = Mat::from_fn(rows, m, |_, _| rng.random::<f64>());
+            let labels = (0..rows).map(|_| rng.random_range(0..classes)).collect();
+            Split::new(x, labels)
+        };
+        let (trn, val, test) = (split(n_trn), split(n_val), split(1000));
+        let d = CleaningData::new(trn, val, test, classes, None, "synthetic, FMNIST-sized")?;
+        (
+            d,
+            "synthetic uniform features (Fashion-MNIST not installed)",
+        )
+    };
+    let settings = CleaningSettings {
+        lambda: 1.0,
+        u_scale: 10.0,
+        ..Default::default()
+    };
+    let p = Cleaning::new(data, settings)?;
+    let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Init);
+    let mut draw = |len: usize, s: f64| -> Vec<f64> {
+        (0..len).map(|_| s * (rng.random::<f64>() - 0.5)).collect()
+    };
+    let (u, v, w) = (
+        draw(p.dim_u(), 1.0),
+        draw(p.dim_v(), 0.01),
+        draw(p.dim_v(), 0.01),
+    );
+    Ok((p, what.to_string(), u, v, w))
+}
+
+/// Cost of one penalty-gradient evaluation of hyper-cleaning (least squares): f and g with both
+/// gradients at (u, W), and g with its u-gradient at (u, w). Flops: X_trn[W, w] and X_trnᵀ R on
+/// n columns (6Nmn), X_val W and X_valᵀ R (4N'mn). Bytes: each data matrix read once (a fused
+/// pass), plus u.
+pub fn cleaning_eval_cost(nt: usize, nv: usize, m: usize, n: usize) -> Cost {
+    let (nt, nv, m, n) = (nt as f64, nv as f64, m as f64, n as f64);
+    Cost {
+        flops: 6.0 * nt * m * n + 4.0 * nv * m * n,
+        bytes: 8.0 * m * (nt + nv) + 8.0 * nt,
+    }
+}
+
+/// Times one penalty-gradient evaluation of hyper-cleaning at Fashion-MNIST size (median).
+pub fn cleaning_rows(seed: u64) -> Result<Vec<RooflineRow>> {
+    let (p, what, u, v, w) = cleaning_case(seed)?;
+    let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
+    let mut eval = || {
+        std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
+    };
+    let probe = median_seconds(3, &mut eval);
+    let reps = ((1.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
+    let seconds = median_seconds(reps, &mut eval);
+    let d = p.data();
+    let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
+    Ok(vec![RooflineRow {
+        kernel: "cleaning penalty gradient".into(),
+        shape: format!("N=N'={nt}, m={m}, n={n} ({what})"),
+        seconds,
+        cost: cleaning_eval_cost(nt, nv, m, n),
+    }])
 }
