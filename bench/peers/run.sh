@@ -28,5 +28,5 @@ fi
 (cd "$root" && cargo build --release --quiet -p bilevel-cli)
 bin="${CARGO_TARGET_DIR:-$root/target}/release/bilevel"
 echo "load average before: $(cat /proc/loadavg)"
-"$bin" bench --out "$out" --sizes "$sizes"
-"$venv/bin/python" "$here/replearn.py" "$out" | tee "$out/table.md"
+"$bin" bench --out "$out" --sizes "$sizes" --cleaning
+"$venv/bin/python" "$here/peers.py" "$out" | tee "$out/table.md"

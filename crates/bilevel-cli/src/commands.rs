@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// `bilevel bench`: measures the machine rates, then exports and times every representation
-/// learning case (sizes × Jacobi/Gauss–Seidel) under `out`; prints the roofline table and writes
-/// ours.json (rates, load average, cases).
-pub fn bench(out: &Path, sizes: &[String], check_iters: usize) -> Result<u8> {
+/// learning case (sizes × Jacobi/Gauss–Seidel) and, with `cleaning`, the Fashion-MNIST-sized
+/// hyper-cleaning penalty gradient under `out`; prints the roofline table and writes ours.json
+/// (rates, load average, cases).
+pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -> Result<u8> {
     use bilevel::perf::{self, RepSize, RooflineRow};
     use bilevel::solvers::Update;
     let sizes: Vec<RepSize> = sizes
@@ -54,10 +55,15 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize) -> Result<u8> {
             )?);
         }
     }
+    if cleaning {
+        let dir = out.join("cleaning-fmnist");
+        mkdir(&dir)?;
+        cases.push(perf::export_cleaning_case(0, &rates, &dir)?);
+    }
     let rows: Vec<RooflineRow> = cases
         .iter()
         .map(|c| RooflineRow {
-            kernel: format!("replearn {}", c.name),
+            kernel: c.name.clone(),
             shape: String::new(),
             seconds: c.seconds,
             cost: c.cost,

@@ -51,6 +51,10 @@ enum Cmd {
         /// Iterations from the start point to the exported iterates (the agreement check).
         #[arg(long, default_value_t = 5)]
         check_iters: usize,
+        /// Also the hyper-cleaning penalty gradient at Fashion-MNIST size (the real data when
+        /// installed, else synthetic features of that shape).
+        #[arg(long)]
+        cleaning: bool,
     },
     /// List problems, solvers and experiments.
     List,
@@ -98,7 +102,8 @@ fn main_inner() -> Result<u8> {
             out,
             sizes,
             check_iters,
-        } => commands::bench(&out, &sizes, check_iters),
+            cleaning,
+        } => commands::bench(&out, &sizes, check_iters, cleaning),
         Cmd::List => {
             commands::list();
             Ok(commands::EXIT_OK)

@@ -316,9 +316,9 @@ pub fn print_roofline(threads: usize, rates: &MachineRates, rows: &[RooflineRow]
 pub struct ExportedCase {
     /// Directory name under the export root, e.g. `large-jacobi`.
     pub name: String,
-    /// Size label.
-    pub size: RepSize,
-    /// "jacobi" or "gauss-seidel".
+    /// "replearn" (one PBGD iteration) or "cleaning" (one penalty-gradient evaluation).
+    pub kind: String,
+    /// "jacobi" or "gauss-seidel" (replearn), "penalty-gradient" (cleaning).
     pub update: String,
     /// Outer step α (both blocks).
     pub alpha: f64,
@@ -383,7 +383,7 @@ pub fn export_replearn_case(
             .file_name()
             .map(|x| x.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        size,
+        kind: "replearn".into(),
         update: match update {
             Update::Jacobi => "jacobi",
             Update::GaussSeidel => "gauss-seidel",
@@ -398,11 +398,80 @@ pub fn export_replearn_case(
         cost,
         floor: cost.floor(rates),
     };
-    let json = serde_json::to_string_pretty(&case).unwrap_or_default();
+    write_case(dir, &case)?;
+    Ok(case)
+}
+
+fn write_case(dir: &std::path::Path, case: &ExportedCase) -> Result<()> {
+    let json = serde_json::to_string_pretty(case).unwrap_or_default();
     std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
         path: dir.display().to_string(),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Writes the hyper-cleaning case of [`cleaning_case`] into `dir`: x_trn.npy, labels_trn.npy,
+/// x_val.npy, labels_val.npy (labels as one column of floats), the point (u.npy, v.npy,
+/// w.npy), our penalty values and gradient blocks (values.npy = [f, g, g(u, w)], du.npy,
+/// dv.npy), then times the evaluation (median) and writes case.json (`alpha` holds
+/// u_scale and `beta` holds λ).
+pub fn export_cleaning_case(
+    seed: u64,
+    rates: &MachineRates,
+    dir: &std::path::Path,
+) -> Result<ExportedCase> {
+    let (p, _, u, v, w) = cleaning_case(seed)?;
+    let d = p.data();
+    let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
+    let save =
+        |name: &str, a: &Mat<f64>| crate::npy::write_matrix(&dir.join(format!("{name}.npy")), a);
+    let col = |x: &[f64]| Mat::from_fn(x.len(), 1, |i, _| x[i]);
+    let labels = |l: &[usize]| Mat::from_fn(l.len(), 1, |i, _| l[i] as f64);
+    save("x_trn", &d.train.x)?;
+    save("labels_trn", &labels(&d.train.labels))?;
+    save("x_val", &d.val.x)?;
+    save("labels_val", &labels(&d.val.labels))?;
+    save("u", &col(&u))?;
+    save(
+        "v",
+        &faer::MatRef::from_column_major_slice(&v, m, n).to_owned(),
+    )?;
+    save(
+        "w",
+        &faer::MatRef::from_column_major_slice(&w, m, n).to_owned(),
+    )?;
+    let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
+    let pv = pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true);
+    save("values", &col(&[pv.f, pv.g, pv.g_star]))?;
+    save("du", &col(&pen.du))?;
+    save(
+        "dv",
+        &faer::MatRef::from_column_major_slice(&pen.dv, m, n).to_owned(),
+    )?;
+    let mut eval = || {
+        std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
+    };
+    let probe = median_seconds(3, &mut eval);
+    let reps = ((2.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
+    let seconds = median_seconds(reps, &mut eval);
+    let cost = cleaning_eval_cost(nt, nv, m, n);
+    let case = ExportedCase {
+        name: dir
+            .file_name()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kind: "cleaning".into(),
+        update: "penalty-gradient".into(),
+        alpha: p.settings().u_scale,
+        beta: p.settings().lambda,
+        gamma: BENCH_GAMMA,
+        check_iters: 0,
+        seconds,
+        reps,
+        cost,
+        floor: cost.floor(rates),
+    };
+    write_case(dir, &case)?;
     Ok(case)
 }
 

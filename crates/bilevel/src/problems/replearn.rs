@@ -364,7 +364,7 @@ fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) 
 
 /// Rows per block of a fused pass: a block of X (rows × m) stays in the core's L2 cache
 /// between its product and its transposed product.
-const BLOCK_BYTES: usize = 256 << 10;
+const BLOCK_BYTES: usize = 512 << 10;
 
 /// Below this many multiply-adds a pass runs on one thread (rayon's hand-off costs more).
 const PAR_MIN_FMAS: usize = 1 << 20;
