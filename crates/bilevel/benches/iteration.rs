@@ -5,7 +5,9 @@
 
 use bilevel::Problem;
 use bilevel::penalty::Penalty;
-use bilevel::perf::{BENCH_GAMMA, RepSize, cleaning_case, replearn_case, set_threads_from_env};
+use bilevel::perf::{
+    BENCH_GAMMA, CleaningCase, RepSize, cleaning_case, replearn_case, set_threads_from_env,
+};
 use bilevel::solvers::{Solver, Update};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::time::Duration;
@@ -42,7 +44,13 @@ fn iteration(c: &mut Criterion) {
 /// gradients at (u, W), g with its u-gradient at (u, w)).
 fn cleaning(c: &mut Criterion) {
     set_threads_from_env();
-    let (p, _, u, v, w) = cleaning_case(0).expect("hyper-cleaning instance");
+    let CleaningCase {
+        problem: p,
+        u,
+        v,
+        w,
+        ..
+    } = cleaning_case(0).expect("hyper-cleaning instance");
     let mut pen = Penalty::new(p.dim_u(), p.dim_v());
     let mut group = c.benchmark_group("cleaning_penalty_gradient");
     group

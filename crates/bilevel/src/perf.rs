@@ -94,6 +94,14 @@ pub fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// Median seconds of `f` over repetitions filling about `budget` seconds (11 to 4,001), and
+/// the repetition count.
+pub fn time_budget(budget: f64, mut f: impl FnMut()) -> (f64, usize) {
+    let probe = median_seconds(3, &mut f);
+    let reps = ((budget / probe.max(1e-7)) as usize).clamp(11, 4001);
+    (median_seconds(reps, f), reps)
+}
+
 /// Useful flops and bytes that must be moved by one kernel.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Cost {
@@ -269,13 +277,10 @@ pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
         let (_, s) = size.sizes();
         for update in [Update::Jacobi, Update::GaussSeidel] {
             let (p, mut solver, mut state) = replearn_case(size, update, seed, 3)?;
-            let mut step = || {
+            let (seconds, _) = time_budget(1.0, || {
                 solver.step(&p, &mut state).expect("PBGD step");
                 state.iter += 1;
-            };
-            let probe = median_seconds(3, &mut step);
-            let reps = ((1.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
-            let seconds = median_seconds(reps, &mut step);
+            });
             rows.push(RooflineRow {
                 kernel: format!("replearn {} {update:?}", size.label()),
                 shape: format!("N=N'={}, m={}, h={}, n={}", s.n_trn, s.m, s.h, s.n),
@@ -369,13 +374,10 @@ pub fn export_replearn_case(
     save("w2_k", &state.v, h, n)?;
     save("w_k", &w_of(&solver), h, n)?;
     let steps = solver.steps();
-    let mut step = || {
+    let (seconds, reps) = time_budget(2.0, || {
         solver.step(&p, &mut state).expect("PBGD step");
         state.iter += 1;
-    };
-    let probe = median_seconds(3, &mut step);
-    let reps = ((2.0 / probe.max(1e-7)) as usize).clamp(11, 4001);
-    let seconds = median_seconds(reps, &mut step);
+    });
     let (_, s) = size.sizes();
     let cost = replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update);
     let case = ExportedCase {
@@ -420,7 +422,13 @@ pub fn export_cleaning_case(
     rates: &MachineRates,
     dir: &std::path::Path,
 ) -> Result<ExportedCase> {
-    let (p, _, u, v, w) = cleaning_case(seed)?;
+    let CleaningCase {
+        problem: p,
+        u,
+        v,
+        w,
+        ..
+    } = cleaning_case(seed)?;
     let d = p.data();
     let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
     let save =
@@ -448,12 +456,9 @@ pub fn export_cleaning_case(
         "dv",
         &faer::MatRef::from_column_major_slice(&pen.dv, m, n).to_owned(),
     )?;
-    let mut eval = || {
+    let (seconds, reps) = time_budget(2.0, || {
         std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
-    };
-    let probe = median_seconds(3, &mut eval);
-    let reps = ((2.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
-    let seconds = median_seconds(reps, &mut eval);
+    });
     let cost = cleaning_eval_cost(nt, nv, m, n);
     let case = ExportedCase {
         name: dir
@@ -480,7 +485,7 @@ pub fn export_cleaning_case(
 /// λ = 1, u_scale = 10 as in the cleaning experiment): the real data when installed in
 /// [`crate::data::FASHION_MNIST_DIR`], else seeded uniform features of the same shape. Returns
 /// the problem, a description of the data, and a point (u, W, w) away from the start.
-pub fn cleaning_case(seed: u64) -> Result<(Cleaning, String, Vec<f64>, Vec<f64>, Vec<f64>)> {
+pub fn cleaning_case(seed: u64) -> Result<CleaningCase> {
     use crate::data::{FASHION_MNIST_DIR, FashionMnistConfig, load_fashion_mnist};
     use crate::problems::cleaning::{CleaningData, CleaningSettings, Split};
     use rand::RngExt;
@@ -524,7 +529,28 @@ pub fn cleaning_case(seed: u64) -> Result<(Cleaning, String, Vec<f64>, Vec<f64>,
         draw(p.dim_v(), 0.01),
         draw(p.dim_v(), 0.01),
     );
-    Ok((p, what.to_string(), u, v, w))
+    Ok(CleaningCase {
+        problem: p,
+        data: what.to_string(),
+        u,
+        v,
+        w,
+    })
+}
+
+/// The benchmarked hyper-cleaning problem and point (see [`cleaning_case`]).
+#[derive(Debug)]
+pub struct CleaningCase {
+    /// The problem.
+    pub problem: Cleaning,
+    /// Which data it holds.
+    pub data: String,
+    /// Upper-level point (logits).
+    pub u: Vec<f64>,
+    /// Model W.
+    pub v: Vec<f64>,
+    /// Value-function point w.
+    pub w: Vec<f64>,
 }
 
 /// Cost of one penalty-gradient evaluation of hyper-cleaning (least squares): f and g with both
@@ -541,14 +567,17 @@ pub fn cleaning_eval_cost(nt: usize, nv: usize, m: usize, n: usize) -> Cost {
 
 /// Times one penalty-gradient evaluation of hyper-cleaning at Fashion-MNIST size (median).
 pub fn cleaning_rows(seed: u64) -> Result<Vec<RooflineRow>> {
-    let (p, what, u, v, w) = cleaning_case(seed)?;
+    let CleaningCase {
+        problem: p,
+        data: what,
+        u,
+        v,
+        w,
+    } = cleaning_case(seed)?;
     let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
-    let mut eval = || {
+    let (seconds, _) = time_budget(1.0, || {
         std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
-    };
-    let probe = median_seconds(3, &mut eval);
-    let reps = ((1.0 / probe.max(1e-7)) as usize).clamp(11, 2001);
-    let seconds = median_seconds(reps, &mut eval);
+    });
     let d = p.data();
     let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
     Ok(vec![RooflineRow {

@@ -1191,12 +1191,34 @@ impl RepLearning {
             val
         })
     }
+}
 
+impl Problem for RepLearning {
+    fn name(&self) -> String {
+        let (nt, nv) = self.samples();
+        format!(
+            "replearn({}, N={nt}, N'={nv}, m={}, h={}, n={})",
+            self.regime.label(),
+            self.m,
+            self.h,
+            self.n
+        )
+    }
+    fn dim_u(&self) -> usize {
+        self.m * self.h
+    }
+    fn dim_v(&self) -> usize {
+        self.h * self.n
+    }
+    fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.loss(&self.x_val, &self.y_val, u, v, gu, gv)
+    }
+    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
+    }
     /// f(u, v), g(u, v), g(u, w) and the penalty gradient blocks with one fused pass over
-    /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val; see
-    /// [`Problem::penalty_eval`].
-    #[allow(clippy::too_many_arguments)]
-    fn penalty_fused(
+    /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val.
+    fn penalty_eval(
         &self,
         u: &[f64],
         v: &[f64],
@@ -1204,11 +1226,11 @@ impl RepLearning {
         gamma: f64,
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
-    ) -> [f64; 3] {
+    ) -> Option<[f64; 3]> {
         let (m, h, n) = (self.m, self.h, self.n);
         let w1 = MatRef::from_column_major_slice(u, m, h);
         let par = par_for(2 * m * h * n);
-        self.with_work(|ws| {
+        Some(self.with_work(|ws| {
             let hn = h * n;
             for (dst, src) in [(0, v), (n, w)] {
                 let mut col = ws.vw.as_mut().subcols_mut(dst, n);
@@ -1261,43 +1283,7 @@ impl RepLearning {
                 matmul(g1, Accum::Replace, gc, vw.transpose(), 1.0, par);
             }
             [f, g, g_star]
-        })
-    }
-}
-
-impl Problem for RepLearning {
-    fn name(&self) -> String {
-        let (nt, nv) = self.samples();
-        format!(
-            "replearn({}, N={nt}, N'={nv}, m={}, h={}, n={})",
-            self.regime.label(),
-            self.m,
-            self.h,
-            self.n
-        )
-    }
-    fn dim_u(&self) -> usize {
-        self.m * self.h
-    }
-    fn dim_v(&self) -> usize {
-        self.h * self.n
-    }
-    fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_val, &self.y_val, u, v, gu, gv)
-    }
-    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
-    }
-    fn penalty_eval(
-        &self,
-        u: &[f64],
-        v: &[f64],
-        w: &[f64],
-        gamma: f64,
-        du: Option<&mut [f64]>,
-        dv: Option<&mut [f64]>,
-    ) -> Option<[f64; 3]> {
-        Some(self.penalty_fused(u, v, w, gamma, du, dv))
+        }))
     }
     /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
     /// [`RepLearning::ll_head`]).
