@@ -450,11 +450,11 @@ fn fig3_small_run_passes_its_claims() {
 
 /// The fused penalty evaluation (one pass over each data matrix, stacked right-hand sides)
 /// agrees with f, g and g(u, w) evaluated separately, for every combination of gradients, and
-/// at a size where the passes split over threads and row blocks.
+/// at a size where the passes and the W1 products split over threads and row blocks.
 #[test]
 fn fused_penalty_matches_separate_evaluations() {
     let mut sizes = RepSizes::default_for(Regime::General);
-    (sizes.n_trn, sizes.n_val, sizes.m, sizes.h, sizes.n) = (700, 300, 200, 210, 4);
+    (sizes.n_trn, sizes.n_val, sizes.m, sizes.h, sizes.n) = (700, 300, 200, 210, 13);
     for p in [
         small(Regime::CertifiedGlobal, 3),
         RepLearning::generate(Regime::General, &sizes, 1).unwrap(),

@@ -378,6 +378,30 @@ fn par_for(fmas: usize) -> Par {
     }
 }
 
+/// dst = lhs · rhs with `par`; under rayon parallelism the rows of dst are split into one
+/// sequential product per thread (skinny products parallelize better this way than inside the
+/// GEMM).
+fn matmul_par(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, par: Par) {
+    fn split(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, parts: usize) {
+        if parts <= 1 || lhs.nrows() < 2 * parts {
+            matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+            return;
+        }
+        let half = parts / 2;
+        let mid = lhs.nrows() * half / parts;
+        let (d0, d1) = dst.split_at_row_mut(mid);
+        let (l0, l1) = lhs.split_at_row(mid);
+        rayon::join(
+            || split(d0, l0, rhs, half),
+            || split(d1, l1, rhs, parts - half),
+        );
+    }
+    match par {
+        Par::Seq => matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq),
+        _ => split(dst, lhs, rhs, rayon::current_num_threads()),
+    }
+}
+
 /// One thread's share of a fused pass.
 #[derive(Debug)]
 struct Part {
@@ -1170,7 +1194,7 @@ impl RepLearning {
         // fused pass over X, then ∇W1 = G W2ᵀ and ∇W2 = W1ᵀ G.
         self.with_work(|ws| {
             let mut z = ws.z.as_mut().subcols_mut(0, n);
-            matmul(z.rb_mut(), Accum::Replace, w1, w2, 1.0, par);
+            matmul_par(z.rb_mut(), w1, w2, par);
             let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
             let [val, _] = fused_pass(
                 x.as_ref(),
@@ -1182,11 +1206,11 @@ impl RepLearning {
             let gz = ws.gt.as_ref().subcols(0, n);
             if let Some(gu) = gu {
                 let g1 = MatMut::from_column_major_slice_mut(gu, m, h);
-                matmul(g1, Accum::Replace, gz, w2.transpose(), 1.0, par);
+                matmul_par(g1, gz, w2.transpose(), par);
             }
             if let Some(gv) = gv {
                 let g2 = MatMut::from_column_major_slice_mut(gv, h, n);
-                matmul(g2, Accum::Replace, w1.transpose(), gz, 1.0, par);
+                matmul_par(g2, w1.transpose(), gz, par);
             }
             val
         })
@@ -1236,7 +1260,7 @@ impl Problem for RepLearning {
                 let mut col = ws.vw.as_mut().subcols_mut(dst, n);
                 col.copy_from(MatRef::from_column_major_slice(src, h, n));
             }
-            matmul(ws.z.as_mut(), Accum::Replace, w1, ws.vw.as_ref(), 1.0, par);
+            matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
             let kt = if du.is_some() {
                 2 * n
             } else if dv.is_some() {
@@ -1274,13 +1298,13 @@ impl Problem for RepLearning {
             if let Some(dv) = dv {
                 let g2 = MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n);
                 let gc = ws.gc.as_ref().subcols(0, n);
-                matmul(g2, Accum::Replace, w1.transpose(), gc, 1.0, par);
+                matmul_par(g2, w1.transpose(), gc, par);
             }
             if let Some(du) = du {
                 // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
                 let g1 = MatMut::from_column_major_slice_mut(du, m, h);
                 let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref());
-                matmul(g1, Accum::Replace, gc, vw.transpose(), 1.0, par);
+                matmul_par(g1, gc, vw.transpose(), par);
             }
             [f, g, g_star]
         }))
