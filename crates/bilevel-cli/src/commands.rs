@@ -1,4 +1,4 @@
-//! The subcommands: `reproduce`, `run`, `list`, `check`.
+//! The subcommands: `reproduce`, `run`, `bench`, `list`, `check`.
 
 use crate::config::{Config, PROBLEM_KINDS, ProblemConfig, SOLVER_KINDS, TraceFormat};
 use crate::plot::{safe_stem, write_figure};
@@ -11,6 +11,79 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// `bilevel bench`: measures the machine rates, then exports and times every representation
+/// learning case (sizes × Jacobi/Gauss–Seidel) and, with `cleaning`, the Fashion-MNIST-sized
+/// hyper-cleaning penalty gradient under `out`; prints the roofline table and writes ours.json
+/// (rates, load average, cases).
+pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -> Result<u8> {
+    use bilevel::perf::{self, RepSize, RooflineRow};
+    use bilevel::solvers::Update;
+    let sizes: Vec<RepSize> = sizes
+        .iter()
+        .map(|s| {
+            RepSize::ALL
+                .into_iter()
+                .find(|r| r.label() == s)
+                .ok_or_else(|| anyhow!("unknown size {s:?}: use small, medium or large"))
+        })
+        .collect::<Result<_>>()?;
+    mkdir(out)?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let rates = perf::measure();
+    let mut cases = Vec::new();
+    for &size in &sizes {
+        for update in [Update::Jacobi, Update::GaussSeidel] {
+            let name = format!(
+                "{}-{}",
+                size.label(),
+                if update == Update::Jacobi {
+                    "jacobi"
+                } else {
+                    "gauss-seidel"
+                }
+            );
+            let dir = out.join(&name);
+            mkdir(&dir)?;
+            cases.push(perf::export_replearn_case(
+                size,
+                update,
+                0,
+                check_iters,
+                &rates,
+                &dir,
+            )?);
+        }
+    }
+    if cleaning {
+        let dir = out.join("cleaning-fmnist");
+        mkdir(&dir)?;
+        cases.push(perf::export_cleaning_case(0, &rates, &dir)?);
+    }
+    let rows: Vec<RooflineRow> = cases
+        .iter()
+        .map(|c| RooflineRow {
+            kernel: c.name.clone(),
+            shape: String::new(),
+            seconds: c.seconds,
+            cost: c.cost,
+        })
+        .collect();
+    let threads = rayon::current_num_threads();
+    perf::print_roofline(threads, &rates, &rows);
+    let json = serde_json::json!({
+        "threads": threads,
+        "loadavg_start": load.trim(),
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "rates": rates,
+        "cases": cases,
+    });
+    write(
+        &out.join("ours.json"),
+        &serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(EXIT_OK)
+}
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;

@@ -38,6 +38,24 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Time one PBGD iteration (Jacobi and Gauss–Seidel, one warm inner step) on representation
+    /// learning at the benchmark sizes, print the roofline table, and export every case (seeded
+    /// data, start point, our iterates, our times) for the NumPy/JAX peers (bench/peers/).
+    Bench {
+        /// Output directory (one subdirectory per case, and ours.json).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Sizes: small, medium, large.
+        #[arg(long, value_delimiter = ',', default_value = "small,medium,large")]
+        sizes: Vec<String>,
+        /// Iterations from the start point to the exported iterates (the agreement check).
+        #[arg(long, default_value_t = 5)]
+        check_iters: usize,
+        /// Also the hyper-cleaning penalty gradient at Fashion-MNIST size (the real data when
+        /// installed, else synthetic features of that shape).
+        #[arg(long)]
+        cleaning: bool,
+    },
     /// List problems, solvers and experiments.
     List,
     /// Finite-difference gradient check of a problem (a kind, or a config file's problem).
@@ -80,6 +98,12 @@ fn main_inner() -> Result<u8> {
             let flag = progress::interrupt_flag();
             commands::run(&config, &out, flag)
         }
+        Cmd::Bench {
+            out,
+            sizes,
+            check_iters,
+            cleaning,
+        } => commands::bench(&out, &sizes, check_iters, cleaning),
         Cmd::List => {
             commands::list();
             Ok(commands::EXIT_OK)

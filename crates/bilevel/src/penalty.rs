@@ -41,7 +41,8 @@ impl Penalty {
     }
 
     /// Evaluates L_γ at (u, v) with g* estimated by g(u, w); fills `du` = ∇_u f + γ(∇_u g(u, v)
-    /// − ∇_u g(u, w)) when `grad_u`, and `dv` = ∇_v f + γ ∇_v g(u, v) when `grad_v`.
+    /// − ∇_u g(u, w)) when `grad_u`, and `dv` = ∇_v f + γ ∇_v g(u, v) when `grad_v`. Uses the
+    /// problem's fused [`Problem::penalty_eval`] where it has one.
     #[allow(clippy::too_many_arguments)]
     pub fn eval(
         &mut self,
@@ -58,7 +59,8 @@ impl Penalty {
 
     /// Like [`Penalty::eval`], with both g terms (at v and at w) replaced by their unbiased
     /// mini-batch estimates on the same batch ([`Problem::g_batch`]) when `batch` is given;
-    /// f stays exact.
+    /// f stays exact. Full-data evaluations use the problem's fused
+    /// [`Problem::penalty_eval`] where it has one.
     #[allow(clippy::too_many_arguments)]
     pub fn eval_batch(
         &mut self,
@@ -71,6 +73,38 @@ impl Penalty {
         grad_v: bool,
         batch: Option<&[usize]>,
     ) -> PenaltyValue {
+        let fused = if batch.is_none() {
+            let du = grad_u.then_some(&mut self.du[..]);
+            let dv = grad_v.then_some(&mut self.dv[..]);
+            problem.penalty_eval(u, v, w, gamma, du, dv)
+        } else {
+            None
+        };
+        let [f, g, g_star] = match fused {
+            Some(values) => values,
+            None => self.eval_separately(problem, u, v, w, gamma, grad_u, grad_v, batch),
+        };
+        PenaltyValue {
+            f,
+            g,
+            g_star,
+            l: f + gamma * (g - g_star),
+        }
+    }
+
+    /// [f(u, v), g(u, v), g(u, w)] and the gradient blocks from three separate calls.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_separately(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        grad_u: bool,
+        grad_v: bool,
+        batch: Option<&[usize]>,
+    ) -> [f64; 3] {
         let f = problem.f(
             u,
             v,
@@ -101,11 +135,6 @@ impl Penalty {
         if grad_v {
             crate::linalg::axpy(gamma, &self.gv, &mut self.dv);
         }
-        PenaltyValue {
-            f,
-            g,
-            g_star,
-            l: f + gamma * (g - g_star),
-        }
+        [f, g, g_star]
     }
 }

@@ -1,6 +1,11 @@
 //! Machine rates for roofline floors: dense GEMM throughput (faer) and streaming read
 //! bandwidth, measured in the same process as the kernels they bound.
 
+use crate::error::Result;
+use crate::problem::Problem;
+use crate::problems::Cleaning;
+use crate::problems::replearn::{Regime, RepLearning, RepSizes};
+use crate::solvers::{InnerLoop, Pbgd, Solver, State, Update};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use rayon::prelude::*;
@@ -73,4 +78,512 @@ pub fn measure() -> MachineRates {
 /// read / bandwidth).
 pub fn floor_seconds(flops: f64, bytes: f64, rates: &MachineRates) -> f64 {
     (flops / (rates.gemm_gflops * 1e9)).max(bytes / (rates.read_gbs * 1e9))
+}
+
+/// Median of `reps` timings of `f` (seconds), after one untimed warm-up call.
+pub fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Median seconds of `f` over repetitions filling about `budget` seconds (11 to 4,001), and
+/// the repetition count.
+pub fn time_budget(budget: f64, mut f: impl FnMut()) -> (f64, usize) {
+    let probe = median_seconds(3, &mut f);
+    let reps = ((budget / probe.max(1e-7)) as usize).clamp(11, 4001);
+    (median_seconds(reps, f), reps)
+}
+
+/// Useful flops and bytes that must be moved by one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Cost {
+    /// Floating-point operations of the best multiplication order.
+    pub flops: f64,
+    /// Bytes that must cross the memory bus (see [`replearn_iteration_cost`]).
+    pub bytes: f64,
+}
+
+impl Cost {
+    /// The roofline floor of this cost on `rates`, seconds.
+    pub fn floor(&self, rates: &MachineRates) -> f64 {
+        floor_seconds(self.flops, self.bytes, rates)
+    }
+
+    /// Which roof sets the floor: "GEMM" or "memory".
+    pub fn bound(&self, rates: &MachineRates) -> &'static str {
+        if self.flops / (rates.gemm_gflops * 1e9) >= self.bytes / (rates.read_gbs * 1e9) {
+            "GEMM"
+        } else {
+            "memory"
+        }
+    }
+}
+
+/// The benchmark sizes of representation learning (issue 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepSize {
+    /// N = N' = 50, m = 100, h = 120, n = 5 (certified-global regime).
+    Small,
+    /// N = N' = 500, m = 500, h = 600, n = 10 (intermediate regime).
+    Medium,
+    /// N = N' = 2,000, m = 1,000, h = 1,000, n = 10 (general regime, N > m).
+    Large,
+}
+
+impl RepSize {
+    /// All three, smallest first.
+    pub const ALL: [RepSize; 3] = [RepSize::Small, RepSize::Medium, RepSize::Large];
+
+    /// Lower-case name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RepSize::Small => "small",
+            RepSize::Medium => "medium",
+            RepSize::Large => "large",
+        }
+    }
+
+    /// The regime these sizes fall in and the generator's sizes.
+    pub fn sizes(&self) -> (Regime, RepSizes) {
+        let (regime, n_trn, m, h, n) = match self {
+            RepSize::Small => (Regime::CertifiedGlobal, 50, 100, 120, 5),
+            RepSize::Medium => (Regime::Intermediate, 500, 500, 600, 10),
+            RepSize::Large => (Regime::General, 2000, 1000, 1000, 10),
+        };
+        let mut s = RepSizes::default_for(regime);
+        (s.n_trn, s.n_val, s.m, s.h, s.n) = (n_trn, n_trn, m, h, n);
+        (regime, s)
+    }
+}
+
+/// The iteration that the benchmarks time: PBGD with γ = [`BENCH_GAMMA`] and one warm
+/// gradient step of the value-function estimate per iteration (β = 1/ℓ_{g,vv}).
+pub const BENCH_GAMMA: f64 = 10.0;
+
+/// A PBGD solver for the benchmarked iteration (`update`), see [`BENCH_GAMMA`].
+pub fn bench_solver(update: Update) -> Pbgd {
+    Pbgd::new(update, BENCH_GAMMA).with_inner(InnerLoop::Gd {
+        steps: 1,
+        warm: true,
+        beta: None,
+    })
+}
+
+/// A seeded representation-learning instance of `size`, a benchmark solver initialized at the
+/// problem's start point, and the state after `warm` iterations (so W2 ≠ 0).
+pub fn replearn_case(
+    size: RepSize,
+    update: Update,
+    seed: u64,
+    warm: usize,
+) -> Result<(RepLearning, Pbgd, State)> {
+    let (regime, sizes) = size.sizes();
+    let p = RepLearning::generate(regime, &sizes, seed)?;
+    let (u, v) = p.init(seed);
+    let mut state = State {
+        u,
+        v,
+        iter: 0,
+        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
+    };
+    let mut solver = bench_solver(update);
+    solver.init(&p, &mut state)?;
+    for _ in 0..warm {
+        solver.step(&p, &mut state)?;
+        state.iter += 1;
+    }
+    Ok((p, solver, state))
+}
+
+/// Cost of one benchmarked PBGD iteration on representation learning with N = `nt`,
+/// N' = `nv`, features m, width h, outputs n: the least work the iteration needs, whatever the
+/// implementation.
+///
+/// Flops, best order (Z = W1·[W2, w] first, then the data, right-hand sides stacked):
+/// * Jacobi: inner step W1w, X_trn(·), X_trnᵀ(·), W1ᵀG (4mhn + 4Nmn); penalty gradient at
+///   (W1, W2, w): W1[W2, w], X_trn and X_trnᵀ on 2n columns, X_val and X_valᵀ on n, W1ᵀ(·) and
+///   the rank-2n ∇W1 (10mhn + 8Nmn + 4N'mn).
+/// * Gauss–Seidel: v step stacked with the inner step at the same W1 (8mhn + 8Nmn + 4N'mn),
+///   u step at (W2⁺, w⁺) (8mhn + 8Nmn + 4N'mn).
+///
+/// Bytes: the passes over the data that the dependencies force (a transposed product needs the
+/// whole residual, but each row block can be reused from cache, so a fused pass reads a matrix
+/// once): Jacobi reads X_trn twice (inner step, then the penalty at the new w) and X_val once;
+/// Gauss–Seidel reads both twice (at W2 and at W2⁺). Plus W1 read once and written once.
+pub fn replearn_iteration_cost(
+    nt: usize,
+    nv: usize,
+    m: usize,
+    h: usize,
+    n: usize,
+    update: Update,
+) -> Cost {
+    let (nt, nv, m, h, n) = (nt as f64, nv as f64, m as f64, h as f64, n as f64);
+    let (mhn, tmn, vmn) = (m * h * n, nt * m * n, nv * m * n);
+    let (flops, xt_reads, xv_reads) = match update {
+        Update::Jacobi => (14.0 * mhn + 12.0 * tmn + 4.0 * vmn, 2.0, 1.0),
+        Update::GaussSeidel => (16.0 * mhn + 16.0 * tmn + 8.0 * vmn, 2.0, 2.0),
+    };
+    Cost {
+        flops,
+        bytes: 8.0 * m * (xt_reads * nt + xv_reads * nv) + 2.0 * 8.0 * m * h,
+    }
+}
+
+/// Sets the rayon pool and faer's parallelism from `BILEVEL_THREADS` (default: all cores);
+/// returns the thread count. Call once per process, before any parallel work.
+pub fn set_threads_from_env() -> usize {
+    let n = std::env::var("BILEVEL_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // A pool built earlier (by another benchmark in the same process) stays in force.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    let n = rayon::current_num_threads();
+    faer::set_global_parallelism(if n > 1 { Par::rayon(n) } else { Par::Seq });
+    n
+}
+
+/// One timed kernel of a roofline report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RooflineRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// Shapes, for the table.
+    pub shape: String,
+    /// Median time per call, seconds.
+    pub seconds: f64,
+    /// Its cost.
+    pub cost: Cost,
+}
+
+/// Times one Jacobi and one Gauss–Seidel iteration of representation learning at each size
+/// (median over repetitions sized to about a second per kernel).
+pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let (_, s) = size.sizes();
+        for update in [Update::Jacobi, Update::GaussSeidel] {
+            let (p, mut solver, mut state) = replearn_case(size, update, seed, 3)?;
+            let (seconds, _) = time_budget(1.0, || {
+                solver.step(&p, &mut state).expect("PBGD step");
+                state.iter += 1;
+            });
+            rows.push(RooflineRow {
+                kernel: format!("replearn {} {update:?}", size.label()),
+                shape: format!("N=N'={}, m={}, h={}, n={}", s.n_trn, s.m, s.h, s.n),
+                seconds,
+                cost: replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Prints the roofline table (Markdown) with the machine rates it is measured against.
+pub fn print_roofline(threads: usize, rates: &MachineRates, rows: &[RooflineRow]) {
+    println!(
+        "threads {threads}; GEMM {:.1} GFLOP/s (faer, 1024³); read bandwidth {:.1} GB/s (256 MiB)",
+        rates.gemm_gflops, rates.read_gbs
+    );
+    println!("| kernel | shape | time (ms) | GFLOP | MB | floor (ms) | bound | achieved/floor |");
+    println!("|---|---|---:|---:|---:|---:|---|---:|");
+    for r in rows {
+        let floor = r.cost.floor(rates);
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.3} | {} | {:.2} |",
+            r.kernel,
+            r.shape,
+            r.seconds * 1e3,
+            r.cost.flops / 1e9,
+            r.cost.bytes / 1e6,
+            floor * 1e3,
+            r.cost.bound(rates),
+            r.seconds / floor
+        );
+    }
+}
+
+/// One benchmarked case written for the peers (see [`export_replearn_case`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedCase {
+    /// Directory name under the export root, e.g. `large-jacobi`.
+    pub name: String,
+    /// "replearn" (one PBGD iteration) or "cleaning" (one penalty-gradient evaluation).
+    pub kind: String,
+    /// "jacobi" or "gauss-seidel" (replearn), "penalty-gradient" (cleaning).
+    pub update: String,
+    /// Outer step α (both blocks).
+    pub alpha: f64,
+    /// Inner step β.
+    pub beta: f64,
+    /// Penalty constant γ.
+    pub gamma: f64,
+    /// Iterations from the start point to the exported end point (the agreement check).
+    pub check_iters: usize,
+    /// Our median time per iteration, seconds.
+    pub seconds: f64,
+    /// Repetitions behind the median.
+    pub reps: usize,
+    /// Floor and cost of the iteration.
+    pub cost: Cost,
+    /// Roofline floor on the machine rates of this run, seconds.
+    pub floor: f64,
+}
+
+/// Writes one benchmarked case into `dir`: the seeded data (x_trn.npy, y_trn.npy, x_val.npy,
+/// y_val.npy, as [`RepLearning::save_npy`]), the start point (w1_0.npy, w2_0.npy, w_0.npy),
+/// our iterates after `check_iters` iterations (w1_k.npy, w2_k.npy, w_k.npy), then times the
+/// iteration (median) and writes everything else into case.json.
+pub fn export_replearn_case(
+    size: RepSize,
+    update: Update,
+    seed: u64,
+    check_iters: usize,
+    rates: &MachineRates,
+    dir: &std::path::Path,
+) -> Result<ExportedCase> {
+    let (p, mut solver, mut state) = replearn_case(size, update, seed, 0)?;
+    p.save_npy(dir)?;
+    let (m, h, n) = p.shape();
+    let save = |name: &str, x: &[f64], r: usize, c: usize| {
+        let a = faer::MatRef::from_column_major_slice(x, r, c).to_owned();
+        crate::npy::write_matrix(&dir.join(format!("{name}.npy")), &a)
+    };
+    let w_of = |s: &Pbgd| s.ll_estimate().expect("PBGD keeps w").to_vec();
+    save("w1_0", &state.u, m, h)?;
+    save("w2_0", &state.v, h, n)?;
+    save("w_0", &w_of(&solver), h, n)?;
+    for _ in 0..check_iters {
+        solver.step(&p, &mut state)?;
+        state.iter += 1;
+    }
+    save("w1_k", &state.u, m, h)?;
+    save("w2_k", &state.v, h, n)?;
+    save("w_k", &w_of(&solver), h, n)?;
+    let steps = solver.steps();
+    let (seconds, reps) = time_budget(2.0, || {
+        solver.step(&p, &mut state).expect("PBGD step");
+        state.iter += 1;
+    });
+    let (_, s) = size.sizes();
+    let cost = replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update);
+    let case = ExportedCase {
+        name: dir
+            .file_name()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kind: "replearn".into(),
+        update: match update {
+            Update::Jacobi => "jacobi",
+            Update::GaussSeidel => "gauss-seidel",
+        }
+        .into(),
+        alpha: steps.alpha,
+        beta: steps.beta.unwrap_or(f64::NAN),
+        gamma: BENCH_GAMMA,
+        check_iters,
+        seconds,
+        reps,
+        cost,
+        floor: cost.floor(rates),
+    };
+    write_case(dir, &case)?;
+    Ok(case)
+}
+
+fn write_case(dir: &std::path::Path, case: &ExportedCase) -> Result<()> {
+    let json = serde_json::to_string_pretty(case).unwrap_or_default();
+    std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes the hyper-cleaning case of [`cleaning_case`] into `dir`: x_trn.npy, labels_trn.npy,
+/// x_val.npy, labels_val.npy (labels as one column of floats), the point (u.npy, v.npy,
+/// w.npy), our penalty values and gradient blocks (values.npy = [f, g, g(u, w)], du.npy,
+/// dv.npy), then times the evaluation (median) and writes case.json (`alpha` holds
+/// u_scale and `beta` holds λ).
+pub fn export_cleaning_case(
+    seed: u64,
+    rates: &MachineRates,
+    dir: &std::path::Path,
+) -> Result<ExportedCase> {
+    let CleaningCase {
+        problem: p,
+        u,
+        v,
+        w,
+        ..
+    } = cleaning_case(seed)?;
+    let d = p.data();
+    let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
+    let save =
+        |name: &str, a: &Mat<f64>| crate::npy::write_matrix(&dir.join(format!("{name}.npy")), a);
+    let col = |x: &[f64]| Mat::from_fn(x.len(), 1, |i, _| x[i]);
+    let labels = |l: &[usize]| Mat::from_fn(l.len(), 1, |i, _| l[i] as f64);
+    save("x_trn", &d.train.x)?;
+    save("labels_trn", &labels(&d.train.labels))?;
+    save("x_val", &d.val.x)?;
+    save("labels_val", &labels(&d.val.labels))?;
+    save("u", &col(&u))?;
+    save(
+        "v",
+        &faer::MatRef::from_column_major_slice(&v, m, n).to_owned(),
+    )?;
+    save(
+        "w",
+        &faer::MatRef::from_column_major_slice(&w, m, n).to_owned(),
+    )?;
+    let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
+    let pv = pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true);
+    save("values", &col(&[pv.f, pv.g, pv.g_star]))?;
+    save("du", &col(&pen.du))?;
+    save(
+        "dv",
+        &faer::MatRef::from_column_major_slice(&pen.dv, m, n).to_owned(),
+    )?;
+    let (seconds, reps) = time_budget(2.0, || {
+        std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
+    });
+    let cost = cleaning_eval_cost(nt, nv, m, n);
+    let case = ExportedCase {
+        name: dir
+            .file_name()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kind: "cleaning".into(),
+        update: "penalty-gradient".into(),
+        alpha: p.settings().u_scale,
+        beta: p.settings().lambda,
+        gamma: BENCH_GAMMA,
+        check_iters: 0,
+        seconds,
+        reps,
+        cost,
+        floor: cost.floor(rates),
+    };
+    write_case(dir, &case)?;
+    Ok(case)
+}
+
+/// A hyper-cleaning problem of Fashion-MNIST size (5,000 training and 5,000 validation
+/// samples, 784 features, 10 classes, half the training labels corrupted, least squares,
+/// λ = 1, u_scale = 10 as in the cleaning experiment): the real data when installed in
+/// [`crate::data::FASHION_MNIST_DIR`], else seeded uniform features of the same shape. Returns
+/// the problem, a description of the data, and a point (u, W, w) away from the start.
+pub fn cleaning_case(seed: u64) -> Result<CleaningCase> {
+    use crate::data::{FASHION_MNIST_DIR, FashionMnistConfig, load_fashion_mnist};
+    use crate::problems::cleaning::{CleaningData, CleaningSettings, Split};
+    use rand::RngExt;
+    let (n_trn, n_val, m, classes) = (5000, 5000, 784, 10);
+    let (data, what) = if std::path::Path::new(FASHION_MNIST_DIR).is_dir() {
+        let cfg = FashionMnistConfig {
+            n_trn,
+            n_val,
+            n_test: 1000,
+            p: 0.5,
+            seed,
+            ..Default::default()
+        };
+        (load_fashion_mnist(&cfg)?, "Fashion-MNIST")
+    } else {
+        let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Data);
+        let mut split = |rows: usize| {
+            let x = Mat::from_fn(rows, m, |_, _| rng.random::<f64>());
+            let labels = (0..rows).map(|_| rng.random_range(0..classes)).collect();
+            Split::new(x, labels)
+        };
+        let (trn, val, test) = (split(n_trn), split(n_val), split(1000));
+        let d = CleaningData::new(trn, val, test, classes, None, "synthetic, FMNIST-sized")?;
+        (
+            d,
+            "synthetic uniform features (Fashion-MNIST not installed)",
+        )
+    };
+    let settings = CleaningSettings {
+        lambda: 1.0,
+        u_scale: 10.0,
+        ..Default::default()
+    };
+    let p = Cleaning::new(data, settings)?;
+    let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Init);
+    let mut draw = |len: usize, s: f64| -> Vec<f64> {
+        (0..len).map(|_| s * (rng.random::<f64>() - 0.5)).collect()
+    };
+    let (u, v, w) = (
+        draw(p.dim_u(), 1.0),
+        draw(p.dim_v(), 0.01),
+        draw(p.dim_v(), 0.01),
+    );
+    Ok(CleaningCase {
+        problem: p,
+        data: what.to_string(),
+        u,
+        v,
+        w,
+    })
+}
+
+/// The benchmarked hyper-cleaning problem and point (see [`cleaning_case`]).
+#[derive(Debug)]
+pub struct CleaningCase {
+    /// The problem.
+    pub problem: Cleaning,
+    /// Which data it holds.
+    pub data: String,
+    /// Upper-level point (logits).
+    pub u: Vec<f64>,
+    /// Model W.
+    pub v: Vec<f64>,
+    /// Value-function point w.
+    pub w: Vec<f64>,
+}
+
+/// Cost of one penalty-gradient evaluation of hyper-cleaning (least squares): f and g with both
+/// gradients at (u, W), and g with its u-gradient at (u, w). Flops: X_trn[W, w] and X_trnᵀ R on
+/// n columns (6Nmn), X_val W and X_valᵀ R (4N'mn). Bytes: each data matrix read once (a fused
+/// pass), plus u.
+pub fn cleaning_eval_cost(nt: usize, nv: usize, m: usize, n: usize) -> Cost {
+    let (nt, nv, m, n) = (nt as f64, nv as f64, m as f64, n as f64);
+    Cost {
+        flops: 6.0 * nt * m * n + 4.0 * nv * m * n,
+        bytes: 8.0 * m * (nt + nv) + 8.0 * nt,
+    }
+}
+
+/// Times one penalty-gradient evaluation of hyper-cleaning at Fashion-MNIST size (median).
+pub fn cleaning_rows(seed: u64) -> Result<Vec<RooflineRow>> {
+    let CleaningCase {
+        problem: p,
+        data: what,
+        u,
+        v,
+        w,
+    } = cleaning_case(seed)?;
+    let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
+    let (seconds, _) = time_budget(1.0, || {
+        std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
+    });
+    let d = p.data();
+    let (nt, nv, m, n) = (d.train.len(), d.val.len(), d.features(), d.classes);
+    Ok(vec![RooflineRow {
+        kernel: "cleaning penalty gradient".into(),
+        shape: format!("N=N'={nt}, m={m}, n={n} ({what})"),
+        seconds,
+        cost: cleaning_eval_cost(nt, nv, m, n),
+    }])
 }

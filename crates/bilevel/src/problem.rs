@@ -80,6 +80,24 @@ pub trait Problem: Send + Sync {
         self.g(u, v, gu, gv)
     }
 
+    /// The pieces of the penalty L_γ in one call, for problems that can share work between
+    /// f and g (for example one pass over their data for several right-hand sides): returns
+    /// [f(u, v), g(u, v), g(u, w)] and writes, when given, `du` = ∇_u f(u, v) + γ (∇_u g(u, v)
+    /// − ∇_u g(u, w)) and `dv` = ∇_v f(u, v) + γ ∇_v g(u, v). The default returns None: the
+    /// caller then evaluates f and g separately.
+    #[allow(clippy::too_many_arguments)]
+    fn penalty_eval(
+        &self,
+        _u: &[f64],
+        _v: &[f64],
+        _w: &[f64],
+        _gamma: f64,
+        _du: Option<&mut [f64]>,
+        _dv: Option<&mut [f64]>,
+    ) -> Option<[f64; 3]> {
+        None
+    }
+
     /// Writes an exact lower-level minimizer w*(u) into `w` and returns true, or returns false
     /// when the problem has no closed form.
     fn ll_solution(&self, _u: &[f64], _w: &mut [f64]) -> bool {

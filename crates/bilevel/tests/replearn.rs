@@ -447,3 +447,68 @@ fn fig3_small_run_passes_its_claims() {
     }
     assert!(r.figures.iter().any(|f| f.name == "fig3-certified-global"));
 }
+
+/// The fused penalty evaluation (one pass over each data matrix, stacked right-hand sides)
+/// agrees with f, g and g(u, w) evaluated separately, for every combination of gradients, and
+/// at a size where the passes and the W1 products split over threads and row blocks.
+#[test]
+fn fused_penalty_matches_separate_evaluations() {
+    let mut sizes = RepSizes::default_for(Regime::General);
+    (sizes.n_trn, sizes.n_val, sizes.m, sizes.h, sizes.n) = (700, 300, 200, 210, 13);
+    for p in [
+        small(Regime::CertifiedGlobal, 3),
+        RepLearning::generate(Regime::General, &sizes, 1).unwrap(),
+    ] {
+        let (nu, nv) = (p.dim_u(), p.dim_v());
+        let (u, v, w) = (
+            random_vec(1, nu, 1.0),
+            random_vec(2, nv, 1.0),
+            random_vec(3, nv, 1.0),
+        );
+        let gamma = 7.0;
+        let (mut fu, mut fv, mut gu, mut gv, mut hu) = (
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+            vec![0.0; nv],
+            vec![0.0; nu],
+        );
+        let f = p.f(&u, &v, Some(&mut fu), Some(&mut fv));
+        let g = p.g(&u, &v, Some(&mut gu), Some(&mut gv));
+        let gs = p.g(&u, &w, Some(&mut hu), None);
+        let du_ref: Vec<f64> = (0..nu).map(|i| fu[i] + gamma * (gu[i] - hu[i])).collect();
+        let dv_ref: Vec<f64> = (0..nv).map(|i| fv[i] + gamma * gv[i]).collect();
+        let close = |a: &[f64], b: &[f64]| {
+            let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+            let n: f64 = b.iter().map(|y| y * y).sum::<f64>();
+            assert!(
+                d.sqrt() <= 1e-12 * n.sqrt().max(1.0),
+                "{} vs {}",
+                d.sqrt(),
+                n.sqrt()
+            );
+        };
+        for (want_u, want_v) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (mut du, mut dv) = (vec![0.0; nu], vec![0.0; nv]);
+            let vals = p
+                .penalty_eval(
+                    &u,
+                    &v,
+                    &w,
+                    gamma,
+                    want_u.then_some(&mut du[..]),
+                    want_v.then_some(&mut dv[..]),
+                )
+                .expect("replearn fuses the penalty");
+            for (a, b) in vals.iter().zip([f, g, gs]) {
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+            }
+            if want_u {
+                close(&du, &du_ref);
+            }
+            if want_v {
+                close(&dv, &dv_ref);
+            }
+        }
+    }
+}

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::problem::{PenaltyOptimum, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
+use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -236,6 +237,9 @@ pub struct RepLearning {
     init_scale: f64,
     warnings: Vec<String>,
     cache: Mutex<Vec<PenaltySolution>>,
+    // Scratch buffers of the loss evaluations: one per concurrent caller, allocated on first
+    // use and reused (no allocation inside an iteration).
+    work: Mutex<Vec<Work>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -356,6 +360,178 @@ fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) 
         }
     }
     0.5 * s
+}
+
+/// Rows per block of a fused pass: a block of X (rows × m) stays in the core's L2 cache
+/// between its product and its transposed product.
+const BLOCK_BYTES: usize = 512 << 10;
+
+/// Below this many multiply-adds a pass runs on one thread (rayon's hand-off costs more).
+const PAR_MIN_FMAS: usize = 1 << 20;
+
+/// Parallelism for a product of `fmas` multiply-adds: the global setting when large enough.
+fn par_for(fmas: usize) -> Par {
+    if fmas >= PAR_MIN_FMAS {
+        faer::get_global_parallelism()
+    } else {
+        Par::Seq
+    }
+}
+
+/// dst = lhs · rhs with `par`; under rayon parallelism the rows of dst are split into one
+/// sequential product per thread (skinny products parallelize better this way than inside the
+/// GEMM).
+fn matmul_par(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, par: Par) {
+    fn split(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, parts: usize) {
+        if parts <= 1 || lhs.nrows() < 2 * parts {
+            matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+            return;
+        }
+        let half = parts / 2;
+        let mid = lhs.nrows() * half / parts;
+        let (d0, d1) = dst.split_at_row_mut(mid);
+        let (l0, l1) = lhs.split_at_row(mid);
+        rayon::join(
+            || split(d0, l0, rhs, half),
+            || split(d1, l1, rhs, parts - half),
+        );
+    }
+    match par {
+        Par::Seq => matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq),
+        _ => split(dst, lhs, rhs, rayon::current_num_threads()),
+    }
+}
+
+/// One thread's share of a fused pass.
+#[derive(Debug)]
+struct Part {
+    /// Residual block, rows × (up to 2n).
+    r: Mat<f64>,
+    /// Partial Xᵀ R, m × (up to 2n).
+    g: Mat<f64>,
+    /// Partial half squared residuals of the two column groups.
+    val: [f64; 2],
+}
+
+/// Scratch space of one evaluation (sizes fixed by the problem's shape).
+#[derive(Debug)]
+struct Work {
+    /// [W2, w] stacked, h × 2n.
+    vw: Mat<f64>,
+    /// W1 [W2, w], m × 2n.
+    z: Mat<f64>,
+    /// X_trnᵀ R_trn, m × 2n.
+    gt: Mat<f64>,
+    /// X_valᵀ R_val, m × n; then the combined ∇_Z of f + γ g and −γ ∇_Z g(u, w), m × 2n.
+    gc: Mat<f64>,
+    parts: Vec<Part>,
+}
+
+impl Work {
+    fn new(nt: usize, nv: usize, m: usize, h: usize, n: usize) -> Self {
+        let rows = (BLOCK_BYTES / (8 * m)).max(8).min(nt.max(nv));
+        let threads = rayon::current_num_threads().max(1);
+        Work {
+            vw: Mat::zeros(h, 2 * n),
+            z: Mat::zeros(m, 2 * n),
+            gt: Mat::zeros(m, 2 * n),
+            gc: Mat::zeros(m, 2 * n),
+            parts: (0..threads)
+                .map(|_| Part {
+                    r: Mat::zeros(rows, 2 * n),
+                    g: Mat::zeros(m, 2 * n),
+                    val: [0.0; 2],
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
+/// returns ½‖X Z_q − Y‖² for each group q and writes G = Xᵀ (X Z − [Y, Y]) restricted to its
+/// first `g.ncols()` columns. Each block of rows is multiplied twice while it is in cache, so
+/// X crosses the memory bus once; blocks are split over the threads when the pass is large.
+fn fused_pass(
+    x: MatRef<'_, f64>,
+    y: MatRef<'_, f64>,
+    z: MatRef<'_, f64>,
+    mut g: MatMut<'_, f64>,
+    parts: &mut [Part],
+) -> [f64; 2] {
+    let (nrows, n) = (x.nrows(), y.ncols());
+    let (k, kg) = (z.ncols(), g.ncols());
+    let block = parts[0].r.nrows();
+    let threads = if x.nrows() * x.ncols() * k >= PAR_MIN_FMAS {
+        parts.len().min(nrows.div_ceil(block))
+    } else {
+        1
+    };
+    let parts = &mut parts[..threads];
+    let chunk = nrows.div_ceil(threads);
+    let work = |t: usize, part: &mut Part| {
+        part.val = [0.0; 2];
+        let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(nrows));
+        if lo >= hi && kg > 0 {
+            part.g.fill(0.0);
+        }
+        let mut first = true;
+        let mut i0 = lo;
+        while i0 < hi {
+            let b = block.min(hi - i0);
+            let xb = x.subrows(i0, b);
+            let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
+            matmul(rb.rb_mut(), Accum::Replace, xb, z, 1.0, Par::Seq);
+            for q in 0..k / n {
+                let mut s = 0.0;
+                for j in 0..n {
+                    let yc = y.col(j).subrows(i0, b);
+                    let rc = rb.rb_mut().col_mut(q * n + j);
+                    for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
+                        *ri -= yi;
+                        s += *ri * *ri;
+                    }
+                }
+                part.val[q] += s;
+            }
+            if kg > 0 {
+                let acc = if first { Accum::Replace } else { Accum::Add };
+                let gp = part.g.as_mut().submatrix_mut(0, 0, x.ncols(), kg);
+                matmul(
+                    gp,
+                    acc,
+                    xb.transpose(),
+                    rb.rb().subcols(0, kg),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            first = false;
+            i0 += b;
+        }
+    };
+    if threads == 1 {
+        work(0, &mut parts[0]);
+    } else {
+        use rayon::prelude::*;
+        parts
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(t, part)| work(t, part));
+    }
+    let mut val = [0.0; 2];
+    for (t, part) in parts.iter().enumerate() {
+        val[0] += part.val[0];
+        val[1] += part.val[1];
+        if kg > 0 {
+            let gp = part.g.as_ref().submatrix(0, 0, x.ncols(), kg);
+            if t == 0 {
+                g.copy_from(gp);
+            } else {
+                g += gp;
+            }
+        }
+    }
+    [0.5 * val[0], 0.5 * val[1]]
 }
 
 fn check_matrix(what: &str, a: &Mat<f64>) -> Result<()> {
@@ -580,6 +756,7 @@ impl RepLearning {
             init_scale: (4.0 * norms.z_ref).sqrt().max(1.0),
             warnings,
             cache: Mutex::new(Vec::new()),
+            work: Mutex::new(Vec::new()),
         })
     }
 
@@ -987,6 +1164,19 @@ impl RepLearning {
         pinv_solve_into(a.as_ref(), self.y_trn.as_ref(), out).is_ok()
     }
 
+    /// Runs `f` with a scratch workspace from the pool (allocated on first use).
+    fn with_work<R>(&self, f: impl FnOnce(&mut Work) -> R) -> R {
+        let lock = || self.work.lock().unwrap_or_else(|e| e.into_inner());
+        let popped = lock().pop();
+        let mut ws = popped.unwrap_or_else(|| {
+            let (nt, nv) = self.samples();
+            Work::new(nt, nv, self.m, self.h, self.n)
+        });
+        let r = f(&mut ws);
+        lock().push(ws);
+        r
+    }
+
     fn loss(
         &self,
         x: &Mat<f64>,
@@ -999,61 +1189,31 @@ impl RepLearning {
         let (m, h, n) = (self.m, self.h, self.n);
         let w1 = MatRef::from_column_major_slice(u, m, h);
         let w2 = MatRef::from_column_major_slice(v, h, n);
-        // Cheapest order for small n: Z = W1 W2 (m×n), R = X Z − Y, G = Xᵀ R (m×n), then
-        // ∇W1 = G W2ᵀ and ∇W2 = W1ᵀ G.
-        let mut z = Mat::zeros(m, n);
-        matmul(z.as_mut(), Accum::Replace, w1, w2, 1.0, Par::Seq);
-        let mut r = Mat::zeros(x.nrows(), n);
-        matmul(
-            r.as_mut(),
-            Accum::Replace,
-            x.as_ref(),
-            z.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        let mut val = 0.0;
-        for j in 0..n {
-            for i in 0..r.nrows() {
-                let d = r[(i, j)] - y[(i, j)];
-                r[(i, j)] = d;
-                val += d * d;
-            }
-        }
-        if gu.is_some() || gv.is_some() {
-            let mut gz = Mat::zeros(m, n);
-            matmul(
-                gz.as_mut(),
-                Accum::Replace,
-                x.transpose(),
-                r.as_ref(),
-                1.0,
-                Par::Seq,
+        let par = par_for(m * h * n);
+        // Cheapest order for small n: Z = W1 W2 (m×n), R = X Z − Y and G = Xᵀ R (m×n) in one
+        // fused pass over X, then ∇W1 = G W2ᵀ and ∇W2 = W1ᵀ G.
+        self.with_work(|ws| {
+            let mut z = ws.z.as_mut().subcols_mut(0, n);
+            matmul_par(z.rb_mut(), w1, w2, par);
+            let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
+            let [val, _] = fused_pass(
+                x.as_ref(),
+                y.as_ref(),
+                z.rb(),
+                ws.gt.as_mut().subcols_mut(0, kg),
+                &mut ws.parts,
             );
+            let gz = ws.gt.as_ref().subcols(0, n);
             if let Some(gu) = gu {
                 let g1 = MatMut::from_column_major_slice_mut(gu, m, h);
-                matmul(
-                    g1,
-                    Accum::Replace,
-                    gz.as_ref(),
-                    w2.transpose(),
-                    1.0,
-                    Par::Seq,
-                );
+                matmul_par(g1, gz, w2.transpose(), par);
             }
             if let Some(gv) = gv {
                 let g2 = MatMut::from_column_major_slice_mut(gv, h, n);
-                matmul(
-                    g2,
-                    Accum::Replace,
-                    w1.transpose(),
-                    gz.as_ref(),
-                    1.0,
-                    Par::Seq,
-                );
+                matmul_par(g2, w1.transpose(), gz, par);
             }
-        }
-        0.5 * val
+            val
+        })
     }
 }
 
@@ -1079,6 +1239,75 @@ impl Problem for RepLearning {
     }
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
         self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
+    }
+    /// f(u, v), g(u, v), g(u, w) and the penalty gradient blocks with one fused pass over
+    /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val.
+    fn penalty_eval(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        du: Option<&mut [f64]>,
+        dv: Option<&mut [f64]>,
+    ) -> Option<[f64; 3]> {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let par = par_for(2 * m * h * n);
+        Some(self.with_work(|ws| {
+            let hn = h * n;
+            for (dst, src) in [(0, v), (n, w)] {
+                let mut col = ws.vw.as_mut().subcols_mut(dst, n);
+                col.copy_from(MatRef::from_column_major_slice(src, h, n));
+            }
+            matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
+            let kt = if du.is_some() {
+                2 * n
+            } else if dv.is_some() {
+                n
+            } else {
+                0
+            };
+            let kv = kt.min(n);
+            let [g, g_star] = fused_pass(
+                self.x_trn.as_ref(),
+                self.y_trn.as_ref(),
+                ws.z.as_ref(),
+                ws.gt.as_mut().subcols_mut(0, kt),
+                &mut ws.parts,
+            );
+            let [f, _] = fused_pass(
+                self.x_val.as_ref(),
+                self.y_val.as_ref(),
+                ws.z.as_ref().subcols(0, n),
+                ws.gc.as_mut().subcols_mut(0, kv),
+                &mut ws.parts,
+            );
+            // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)].
+            for j in 0..kt {
+                let a = if j < n { gamma } else { -gamma };
+                let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
+                if j < n {
+                    dst.iter_mut()
+                        .zip(src.iter())
+                        .for_each(|(d, s)| *d += a * s);
+                } else {
+                    dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = a * s);
+                }
+            }
+            if let Some(dv) = dv {
+                let g2 = MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n);
+                let gc = ws.gc.as_ref().subcols(0, n);
+                matmul_par(g2, w1.transpose(), gc, par);
+            }
+            if let Some(du) = du {
+                // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
+                let g1 = MatMut::from_column_major_slice_mut(du, m, h);
+                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref());
+                matmul_par(g1, gc, vw.transpose(), par);
+            }
+            [f, g, g_star]
+        }))
     }
     /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
     /// [`RepLearning::ll_head`]).
