@@ -1098,6 +1098,13 @@ fn draw_bars<DB: DrawingBackend>(
     }
     let lo = vals.iter().copied().fold(0.0f64, f64::min);
     let hi = vals.iter().copied().fold(0.0f64, f64::max);
+    // Fractions (success rates) always get the full [0, 1] axis, so that a short bar reads as
+    // a low rate rather than filling the panel.
+    let (lo, hi) = if value_label.starts_with("fraction") && lo >= 0.0 && hi <= 1.0 {
+        (0.0, 1.0)
+    } else {
+        (lo, hi)
+    };
     let (x0, x1) = if hi - lo > 0.0 {
         (lo - 0.02 * (hi - lo), hi + 0.15 * (hi - lo))
     } else {

@@ -7,13 +7,13 @@ use super::{
 use crate::error::Result;
 use crate::problems::{Example1, Toy1d};
 use crate::run::RunOptions;
-use crate::solvers::{Aid, Itd, LinearSolve, Pbgd, Solver, StepRule};
+use crate::solvers::{Aid, Bome, F2sa, InnerLoop, Itd, LinearSolve, Pbgd, Solver, StepRule};
 use crate::study::{Start, StartResult, many_starts, uniform_starts};
 use serde_json::json;
 use std::time::Instant;
 
 /// A named solver factory.
-type Factory = (String, Box<dyn Fn() -> Box<dyn Solver> + Sync>);
+pub(super) type Factory = (String, Box<dyn Fn() -> Box<dyn Solver> + Sync>);
 
 const SEED: u64 = 6006;
 
@@ -86,6 +86,14 @@ impl Experiment for StudyExample1 {
                 Box::new(|| {
                     Box::new(Pbgd::v_pbgd(1.0, 100.0, 2000, Some(0.25))) as Box<dyn Solver>
                 }),
+            ),
+            (
+                "F²SA λ 1→100".into(),
+                Box::new(|| Box::new(F2sa::new(1.0, 100.0, 2000)) as Box<dyn Solver>),
+            ),
+            (
+                "BOME η=0.5".into(),
+                Box::new(|| Box::new(Bome::new(0.5, 1, 10.0)) as Box<dyn Solver>),
             ),
             (
                 "AID-CG".into(),
@@ -421,6 +429,33 @@ impl Experiment for StudyToy {
         factories.push((
             "V-PBGD γ 1→100".into(),
             Box::new(|| Box::new(Pbgd::v_pbgd(1.0, 100.0, 5000, Some(0.1))) as Box<dyn Solver>),
+        ));
+        // F²SA and BOME: the same step rule as V-PBGD (α = 0.1·min(1, 1/λ)); the lower-level
+        // step β = 0.1 is safe for g_vv = 2 + 2x cos 2(x + y) ≤ 8 on the box.
+        let ll = |steps| InnerLoop::Gd {
+            steps,
+            warm: true,
+            beta: Some(0.1),
+        };
+        factories.push((
+            "F²SA λ 1→100".into(),
+            Box::new(move || {
+                Box::new(
+                    F2sa::new(1.0, 100.0, 5000)
+                        .with_step(StepRule::InverseGamma { alpha0: 0.1 })
+                        .with_inner(ll(1)),
+                ) as Box<dyn Solver>
+            }),
+        ));
+        factories.push((
+            "BOME η=0.5".into(),
+            Box::new(move || {
+                Box::new(
+                    Bome::new(0.5, 10, 10.0)
+                        .with_step(StepRule::InverseGamma { alpha0: 0.1 })
+                        .with_inner(ll(10)),
+                ) as Box<dyn Solver>
+            }),
         ));
         factories.push((
             "AID-CG".into(),
