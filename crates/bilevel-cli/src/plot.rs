@@ -173,8 +173,9 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) 
     }
 }
 
-// Colour-blind-friendly line colours (Okabe–Ito).
-const PALETTE: [RGBColor; 7] = [
+// Colour-blind-friendly line colours (Okabe–Ito, then Tol's wine and grey so that studies
+// with up to nine solvers need no repeated colour).
+const PALETTE: [RGBColor; 9] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -182,6 +183,8 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
+    RGBColor(136, 34, 85),
+    RGBColor(128, 128, 128),
 ];
 
 /// Marker shapes, cycled through marker sets.

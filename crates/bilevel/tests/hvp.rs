@@ -114,7 +114,10 @@ fn cleaning_exact_hvp_matches_differences_for_both_losses() {
         })
         .unwrap()
     };
-    for loss in [CleaningLoss::LeastSquares, CleaningLoss::SoftmaxCrossEntropy] {
+    for loss in [
+        CleaningLoss::LeastSquares,
+        CleaningLoss::SoftmaxCrossEntropy,
+    ] {
         for (u_scale, lambda) in [(1.0, 0.0), (30.0, 1.0)] {
             let p = Cleaning::new(
                 data(),

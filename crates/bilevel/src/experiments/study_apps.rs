@@ -11,9 +11,7 @@ use crate::problem::{Level, Problem, hvp_by_differences};
 use crate::problems::cleaning::{Cleaning, CleaningData, CleaningSettings, ClusterConfig};
 use crate::problems::replearn::{Regime, RepLearning, RepSizes};
 use crate::run::RunOptions;
-use crate::solvers::{
-    Aid, Bome, F2sa, Itd, LinearSolve, Pbgd, Solver, StepRule, Update,
-};
+use crate::solvers::{Aid, Bome, F2sa, Itd, LinearSolve, Pbgd, Solver, StepRule, Update};
 use crate::study::{Start, StartResult, many_starts, uniform_starts};
 use crate::trace::Status;
 use serde_json::json;
@@ -41,7 +39,10 @@ impl SolverStudy {
         self.success.iter().filter(|&&s| s).count() as f64 / self.success.len().max(1) as f64
     }
     fn diverged(&self) -> usize {
-        self.results.iter().filter(|r| matches!(r.status, Status::Diverged(_))).count()
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Diverged(_)))
+            .count()
     }
 }
 
@@ -223,7 +224,11 @@ fn parts(
             format!("{t_med:.3}"),
             format!("{:.2}", o.wall_s),
         ];
-        row.extend(extra.iter().map(|e| e.1.get(i).cloned().unwrap_or_default()));
+        row.extend(
+            extra
+                .iter()
+                .map(|e| e.1.get(i).cloned().unwrap_or_default()),
+        );
         rows.push(row);
         summary.insert(
             o.label.clone(),
@@ -242,7 +247,10 @@ fn parts(
     let lo = logs.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let (lo, hi) = if lo.is_finite() {
-        (lo.floor() as i32, (hi.floor() as i32 + 1).max(lo.floor() as i32 + 1))
+        (
+            lo.floor() as i32,
+            (hi.floor() as i32 + 1).max(lo.floor() as i32 + 1),
+        )
     } else {
         (-12, 0)
     };
@@ -258,12 +266,16 @@ fn parts(
     let figures = vec![
         Figure {
             name: name.into(),
-            caption: format!("Fraction of {k} seeded starts from which each solver reaches the global optimum ({success_def})."),
+            caption: format!(
+                "Fraction of {k} seeded starts from which each solver reaches the global optimum ({success_def})."
+            ),
             panels: bar_panels,
         },
         Figure {
             name: format!("{name}-gaps"),
-            caption: format!("Histogram of the final gap over the {k} starts, one panel per solver (same bins in every panel; {gap_def}). Bars further down mean larger gaps."),
+            caption: format!(
+                "Histogram of the final gap over the {k} starts, one panel per solver (same bins in every panel; {gap_def}). Bars further down mean larger gaps."
+            ),
             panels: outs
                 .iter()
                 .map(|o| Panel::Bars {
@@ -293,7 +305,9 @@ fn parts(
     Parts {
         notes,
         table: Table {
-            title: format!("{k} starts per solver: success ({success_def}), final gap ({gap_def}), diverged runs, iterations, wall time (starts run in parallel on the machine's cores; measured, asserted only as the claims above)"),
+            title: format!(
+                "{k} starts per solver: success ({success_def}), final gap ({gap_def}), diverged runs, iterations, wall time (starts run in parallel on the machine's cores; measured, asserted only as the claims above)"
+            ),
             header,
             rows,
         },
@@ -359,9 +373,7 @@ fn gaussian_backbone(p: &RepLearning, seed: u64) -> Result<Start> {
     use rand_distr::Distribution;
     let (m, h, n) = p.shape();
     let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Init);
-    let g = faer::Mat::<f64>::from_fn(m, h, |_, _| {
-        rand_distr::StandardNormal.sample(&mut rng)
-    });
+    let g = faer::Mat::<f64>::from_fn(m, h, |_, _| rand_distr::StandardNormal.sample(&mut rng));
     let smax = g
         .singular_values()
         .map_err(|e| crate::Error::data("Gaussian backbone", format!("{e:?}")))?
@@ -391,10 +403,10 @@ impl Experiment for StudyReplearn {
         let t0 = Instant::now();
         let k = if ctx.quick { 8 } else { 100 };
         let sizes = RepSizes {
-            n_trn: 5,
-            n_val: 5,
-            m: 12,
-            h: 40,
+            n_trn: 4,
+            n_val: 4,
+            m: 10,
+            h: 32,
             n: 3,
             ..RepSizes::quick_for(Regime::CertifiedGlobal)
         };
@@ -570,15 +582,9 @@ impl Experiment for StudyCleaning {
                 f64::NAN
             }
         };
-        let raw = run_all(
-            ctx,
-            self.name(),
-            &p,
-            &facs,
-            &starts,
-            &opts,
-            &|_| (f64::NAN, false),
-        );
+        let raw = run_all(ctx, self.name(), &p, &facs, &starts, &opts, &|_| {
+            (f64::NAN, false)
+        });
         let fvals: Vec<Vec<f64>> = raw
             .iter()
             .map(|o| {
