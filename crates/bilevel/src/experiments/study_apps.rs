@@ -316,6 +316,21 @@ fn parts(
     }
 }
 
+/// The claim that the problem's exact Hessian-vector products (`what`) agree with central
+/// differences of gradients: largest relative error over both levels, the first three starts
+/// and random directions from `seed`.
+fn hvp_claim(p: &dyn Problem, what: &str, starts: &[Start], seed: u64) -> Claim {
+    let err = hvp_error(p, &starts[..3.min(starts.len())], seed);
+    Claim::new(
+        format!(
+            "The exact Hessian-vector products of f and g ({what}) agree with central differences of the gradients at the study's starts"
+        ),
+        format!("largest relative difference {err:.1e}"),
+        "≤ 1e-6",
+        err <= 1e-6,
+    )
+}
+
 /// Largest relative error of the problem's Hessian-vector product against central
 /// differences of gradients, over both levels and a few starts and random directions.
 fn hvp_error(p: &dyn Problem, starts: &[Start], seed: u64) -> f64 {
@@ -336,6 +351,28 @@ fn hvp_error(p: &dyn Problem, starts: &[Start], seed: u64) -> f64 {
         }
     }
     worst
+}
+
+/// The claim that the study is reproducible: the first few starts of the first solver, run
+/// again, give bit-identical final points.
+fn reproducible_claim(
+    problem: &dyn Problem,
+    facs: &[Factory],
+    starts: &[Start],
+    opts: &RunOptions,
+    outs: &[SolverStudy],
+) -> Option<Claim> {
+    let (f, first) = (facs.first()?, outs.first()?);
+    let (same, n) = reproducible(problem, f, starts, opts, &first.results);
+    Some(Claim::new(
+        format!(
+            "The study is reproducible: re-running the first {n} starts of {} gives bit-identical final points",
+            first.label
+        ),
+        if same { "identical" } else { "different" },
+        "identical",
+        same,
+    ))
 }
 
 /// Re-runs the first few starts of one solver and checks the final points bit for bit.
@@ -456,14 +493,12 @@ impl Experiment for StudyReplearn {
             None,
         );
 
-        let mut claims = Vec::new();
-        let err = hvp_error(&p, &starts[..3.min(k)], SEED_REP + 500);
-        claims.push(Claim::new(
-            "The exact Hessian-vector products of f and g agree with central differences of the gradients at the study's starts",
-            format!("largest relative difference {err:.1e}"),
-            "≤ 1e-6",
-            err <= 1e-6,
-        ));
+        let mut claims = vec![hvp_claim(
+            &p,
+            "two-layer linear network",
+            &starts,
+            SEED_REP + 500,
+        )];
         for o in &outs {
             if o.label.starts_with("PBGD") {
                 claims.push(Claim::new(
@@ -474,15 +509,7 @@ impl Experiment for StudyReplearn {
                 ));
             }
         }
-        if let Some(first) = outs.first() {
-            let (same, n) = reproducible(&p, &facs[0], &starts, &opts, &first.results);
-            claims.push(Claim::new(
-                format!("The study is reproducible: re-running the first {n} starts of {} gives bit-identical final points", first.label),
-                if same { "identical" } else { "different" },
-                "identical",
-                same,
-            ));
-        }
+        claims.extend(reproducible_claim(&p, &facs, &starts, &opts, &outs));
         let (nt, nv) = p.samples();
         let (m, h, n) = p.shape();
         Ok(Report {
@@ -661,29 +688,14 @@ impl Experiment for StudyCleaning {
                     .collect(),
             }),
         );
-        let mut claims = Vec::new();
-        let err = hvp_error(&p, &starts[..3.min(k)], SEED_CLEAN + 500);
-        claims.push(Claim::new(
-            "The exact Hessian-vector products of f and g (least squares) agree with central differences of the gradients at the study's starts",
-            format!("largest relative difference {err:.1e}"),
-            "≤ 1e-6",
-            err <= 1e-6,
-        ));
+        let mut claims = vec![hvp_claim(&p, "least squares", &starts, SEED_CLEAN + 500)];
         claims.push(Claim::new(
             "The best bilevel point found has a validation loss F = f(u, w*(u)) below the oracle's (the model trained on exactly the clean samples): the upper level optimizes f directly",
             format!("F_best = {best:.4}, oracle f = {:.4}, unweighted f = {:.4}", oracle.f, unweighted.f),
             "F_best < oracle f",
             best < oracle.f,
         ));
-        if let Some(first) = outs.first() {
-            let (same, n) = reproducible(&p, &facs[0], &starts, &opts, &first.results);
-            claims.push(Claim::new(
-                format!("The study is reproducible: re-running the first {n} starts of {} gives bit-identical final points", first.label),
-                if same { "identical" } else { "different" },
-                "identical",
-                same,
-            ));
-        }
+        claims.extend(reproducible_claim(&p, &facs, &starts, &opts, &outs));
         let mut summary = parts.summary.clone();
         summary.insert(
             "references".into(),
