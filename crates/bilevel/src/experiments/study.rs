@@ -314,7 +314,7 @@ impl Experiment for StudyExample1 {
             format!("Success is an (ε, ε)-solution with ε = {EPS:e}: f − f* ≤ ε and g − g*(u) ≤ ε at the final point. PBGD uses α = 0.5/(1+γ) (V-PBGD α₀ = 0.25, γ from 1 to 100 over 2,000 iterations); AID and ITD use a fixed step α = {hyper_alpha} on F (F'' reaches ≈ 10 in the box, so α must stay below 0.2) and lower-level step β = 1 (AID-CG) or 0.5."),
             format!("On L_10 the joint PL ratio is 0 only at isolated saddles (grid minimum {jmin:.2e} at (u, v) = ({:.2}, {:.2})); PL holds along the trajectories, not on the whole plane, as the paper states.", jarg.0, jarg.1),
             "Outside [−4, 4]² F has spurious local minima (u ≈ ±7.33) where AID and ITD stop; L_γ has spurious minima there too, so PBGD also fails from part of [−10, 10]² (measured in the table).".into(),
-            "F²SA (λ from 1 to 100 over 2,000 iterations, α = ξ = 0.5/(1 + λ_k), one warm z step) and BOME (η = 0.5, one lower-level step, which is exact here, step 0.5/(1 + λ_k)) are measured, not asserted. BOME's multiplier λ_k grows as ∇q → 0 near the feasible set, so its step shrinks there.".into(),
+            "F²SA (λ from 1 to 100 over 2,000 iterations, α = ξ = 0.5/(1 + λ_k), one warm z step) and BOME (η = 0.5, one lower-level step, which is exact here, step 0.5/(1 + λ_k)) are measured, not asserted. BOME's step 0.5/(1 + λ_k) shrinks wherever its multiplier λ_k is large.".into(),
         ];
         notes.extend(fail_notes);
         let figures = vec![
