@@ -173,8 +173,9 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) 
     }
 }
 
-// Colour-blind-friendly line colours (Okabe–Ito).
-const PALETTE: [RGBColor; 7] = [
+// Colour-blind-friendly line colours (Okabe–Ito, then Tol's wine and grey so that studies
+// with up to nine solvers need no repeated colour).
+const PALETTE: [RGBColor; 9] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -182,6 +183,8 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
+    RGBColor(136, 34, 85),
+    RGBColor(128, 128, 128),
 ];
 
 /// Marker shapes, cycled through marker sets.
@@ -1098,6 +1101,13 @@ fn draw_bars<DB: DrawingBackend>(
     }
     let lo = vals.iter().copied().fold(0.0f64, f64::min);
     let hi = vals.iter().copied().fold(0.0f64, f64::max);
+    // Fractions (success rates) always get the full [0, 1] axis, so that a short bar reads as
+    // a low rate rather than filling the panel.
+    let (lo, hi) = if value_label.starts_with("fraction") && lo >= 0.0 && hi <= 1.0 {
+        (0.0, 1.0)
+    } else {
+        (lo, hi)
+    };
     let (x0, x1) = if hi - lo > 0.0 {
         (lo - 0.02 * (hi - lo), hi + 0.15 * (hi - lo))
     } else {

@@ -6,11 +6,13 @@ mod cleaning;
 mod example1;
 mod replearn;
 mod study;
+mod study_apps;
 
 pub use cleaning::{CleaningStudy, Fig4};
 pub use example1::{Fig1, Fig2};
 pub use replearn::{Fig3, Fig3Settings};
 pub use study::{StudyExample1, StudyToy};
+pub use study_apps::{StudyCleaning, StudyReplearn};
 
 use crate::error::Result;
 use crate::trace::Trace;
@@ -253,6 +255,8 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(Fig4),
         Box::new(StudyExample1),
         Box::new(StudyToy),
+        Box::new(StudyReplearn),
+        Box::new(StudyCleaning),
         Box::new(CleaningStudy),
     ]
 }

@@ -1366,6 +1366,23 @@ impl Problem for RepLearning {
         let (a, b) = self.sigma_min_layers(u, v);
         vec![f - self.f_full, a, b]
     }
+    /// Exact Hessian-vector product (see [`RepLearning::loss_hvp`]).
+    fn hvp(
+        &self,
+        level: crate::problem::Level,
+        u: &[f64],
+        v: &[f64],
+        du: &[f64],
+        dv: &[f64],
+        hu: &mut [f64],
+        hv: &mut [f64],
+    ) {
+        let (x, y) = match level {
+            crate::problem::Level::Upper => (&self.x_val, &self.y_val),
+            crate::problem::Level::Lower => (&self.x_trn, &self.y_trn),
+        };
+        self.loss_hvp(x, y, u, v, du, dv, hu, hv);
+    }
 }
 
 /// Reads a CSV file of numbers (one row per line, comma-separated; a non-numeric first line is
@@ -1417,4 +1434,58 @@ pub fn read_csv_matrix(path: &Path) -> Result<Mat<f64>> {
     }
     let (r, c) = (rows.len(), rows[0].len());
     Ok(Mat::from_fn(r, c, |i, j| rows[i][j]))
+}
+
+impl RepLearning {
+    /// Exact Hessian-vector product of ½‖X W1 W2 − Y‖² at (W1, W2) in the direction (A, B):
+    /// with Z = W1 W2, R = X Z − Y, G = Xᵀ R and dZ = A W2 + W1 B, dG = Xᵀ X dZ,
+    ///
+    /// ```text
+    /// H_{W1} = dG W2ᵀ + G Bᵀ,    H_{W2} = Aᵀ G + W1ᵀ dG.
+    /// ```
+    ///
+    /// Cost: a few products of the size of one gradient evaluation (no N×N or mh×mh matrix).
+    #[allow(clippy::too_many_arguments)]
+    fn loss_hvp(
+        &self,
+        x: &Mat<f64>,
+        y: &Mat<f64>,
+        u: &[f64],
+        v: &[f64],
+        du: &[f64],
+        dv: &[f64],
+        hu: &mut [f64],
+        hv: &mut [f64],
+    ) {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let w2 = MatRef::from_column_major_slice(v, h, n);
+        let a = MatRef::from_column_major_slice(du, m, h);
+        let b = MatRef::from_column_major_slice(dv, h, n);
+        let mm = |dst: MatMut<'_, f64>, acc: Accum, l: MatRef<'_, f64>, r: MatRef<'_, f64>| {
+            matmul(dst, acc, l, r, 1.0, Par::Seq)
+        };
+        // Z and dZ side by side (m × 2n), then X [Z dZ] in one product.
+        let mut zz = Mat::<f64>::zeros(m, 2 * n);
+        mm(zz.as_mut().get_mut(.., ..n), Accum::Replace, w1, w2);
+        mm(zz.as_mut().get_mut(.., n..), Accum::Replace, a, w2);
+        mm(zz.as_mut().get_mut(.., n..), Accum::Add, w1, b);
+        let mut xz = Mat::<f64>::zeros(x.nrows(), 2 * n);
+        mm(xz.as_mut(), Accum::Replace, x.as_ref(), zz.as_ref());
+        for j in 0..n {
+            for i in 0..x.nrows() {
+                xz[(i, j)] -= y[(i, j)];
+            }
+        }
+        // [G dG] = Xᵀ [R  X dZ].
+        let mut gg = Mat::<f64>::zeros(m, 2 * n);
+        mm(gg.as_mut(), Accum::Replace, x.transpose(), xz.as_ref());
+        let (g, dg) = (gg.as_ref().get(.., ..n), gg.as_ref().get(.., n..));
+        let mut h1 = MatMut::from_column_major_slice_mut(hu, m, h);
+        mm(h1.as_mut(), Accum::Replace, dg, w2.transpose());
+        mm(h1.as_mut(), Accum::Add, g, b.transpose());
+        let mut h2 = MatMut::from_column_major_slice_mut(hv, h, n);
+        mm(h2.as_mut(), Accum::Replace, a.transpose(), g);
+        mm(h2.as_mut(), Accum::Add, w1.transpose(), dg);
+    }
 }
