@@ -1228,9 +1228,9 @@ impl Cleaning {
         };
         let x = &split.x;
         let rows = x.nrows();
-        let mut q = self.scores(x, MatRef::from_column_major_slice(v, m, n));
-        let losses = self.losses(&mut q, y, &split.labels, true);
-        let dz = self.scores(x, MatRef::from_column_major_slice(dv, m, n));
+        let mut q = self.scores(x.as_ref(), MatRef::from_column_major_slice(v, m, n));
+        let losses = self.losses(&mut q, y.as_ref(), &split.labels, true);
+        let dz = self.scores(x.as_ref(), MatRef::from_column_major_slice(dv, m, n));
         // t_i = H_i dz_i.
         let mut t = match self.s.loss {
             CleaningLoss::LeastSquares => dz.clone(),
