@@ -492,8 +492,11 @@ struct Rows<'a> {
 /// A u and the weighted Gram and right-hand side at ψ(u).
 type WeightedSystem = (Vec<f64>, std::sync::Arc<(Mat<f64>, Mat<f64>)>);
 
-/// AᵀA and AᵀB, multithreaded when the product is large enough to pay for it.
+/// AᵀA (its lower triangle only: every consumer factors with `Side::Lower`, and the
+/// triangular product costs half the flops) and AᵀB, multithreaded when the product is large
+/// enough to pay for it.
 fn gram_and_rhs(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
+    use faer::linalg::matmul::triangular::{BlockStructure, matmul as tri_matmul};
     let (nr, m) = (a.nrows(), a.ncols());
     let par = if nr * m * m > 50_000_000 {
         Par::rayon(0)
@@ -501,7 +504,17 @@ fn gram_and_rhs(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) 
         Par::Seq
     };
     let mut g = Mat::<f64>::zeros(m, m);
-    matmul(g.as_mut(), Accum::Replace, a.transpose(), a, 1.0, par);
+    tri_matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        a,
+        BlockStructure::Rectangular,
+        1.0,
+        par,
+    );
     let mut r = Mat::<f64>::zeros(m, b.ncols());
     matmul(r.as_mut(), Accum::Replace, a.transpose(), b, 1.0, Par::Seq);
     (g, r)
@@ -510,7 +523,7 @@ fn gram_and_rhs(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) 
 /// Solves (A + ridge·I) X = B for symmetric positive semi-definite A: Cholesky when ridge > 0;
 /// otherwise the minimum-norm solution through an eigen-decomposition with a relative
 /// pseudo-inverse tolerance of 1e-10 (A is singular when there are fewer samples than
-/// features).
+/// features). Reads the lower triangle of A only.
 fn solve_ridge(what: &str, mut a: Mat<f64>, b: MatRef<'_, f64>, ridge: f64) -> Result<Mat<f64>> {
     let m = a.nrows();
     if ridge > 0.0 {
@@ -791,8 +804,19 @@ impl Cleaning {
         let x = &self.data.train.x;
         let nt = x.nrows();
         let sw: Vec<f64> = wts.iter().map(|w| w.sqrt()).collect();
-        let xs = Mat::from_fn(nt, m, |i, j| sw[i] * x[(i, j)]);
-        let ys = Mat::from_fn(nt, n, |i, j| sw[i] * self.y_trn[(i, j)]);
+        // Column by column: contiguous reads and writes (column-major storage).
+        let scale_rows = |src: MatRef<'_, f64>, cols: usize| {
+            let mut out = Mat::<f64>::zeros(nt, cols);
+            for j in 0..cols {
+                let (s, d) = (src.col(j), out.col_mut(j));
+                for ((d, s), w) in d.iter_mut().zip(s.iter()).zip(&sw) {
+                    *d = w * s;
+                }
+            }
+            out
+        };
+        let xs = scale_rows(x.as_ref(), m);
+        let ys = scale_rows(self.y_trn.as_ref(), n);
         gram_and_rhs(xs.as_ref(), ys.as_ref())
     }
 
