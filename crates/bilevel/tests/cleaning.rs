@@ -78,25 +78,30 @@ fn gradients_match_finite_differences_for_both_losses() {
     assert!(c.max() <= 1e-6, "paper regime: {c:?}");
 }
 
-#[test]
-fn exact_lower_level_solution_zeroes_the_gradient() {
-    // Ridge (λ > 0, N > m) and the λ = 0 pseudo-inverse case with m > N (singular system).
-    let cases = [
+/// Least-squares problems for the exact solves, with their λ: ridge (λ > 0, N > m) and the
+/// λ = 0 paper regime with m > N (singular weighted Gram, pseudo-inverse).
+fn exact_solve_cases() -> Vec<(Cleaning, f64)> {
+    [
         (small_clusters(5, 0.4), 0.7),
         (
             CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(),
             0.0,
         ),
-    ];
-    for (data, lambda) in cases {
-        let p = Cleaning::new(
-            data,
-            CleaningSettings {
-                lambda,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    ]
+    .into_iter()
+    .map(|(data, lambda)| {
+        let settings = CleaningSettings {
+            lambda,
+            ..Default::default()
+        };
+        (Cleaning::new(data, settings).unwrap(), lambda)
+    })
+    .collect()
+}
+
+#[test]
+fn exact_lower_level_solution_zeroes_the_gradient() {
+    for (p, lambda) in exact_solve_cases() {
         let (u, _) = random_point(&p, 7, 1.0);
         let mut w = vec![0.0; p.dim_v()];
         assert!(p.ll_solution(&u, &mut w));
@@ -690,23 +695,7 @@ fn fashion_mnist_subset_reweighting_beats_unweighted() {
 
 #[test]
 fn exact_v_block_minimizes_the_penalty_in_v() {
-    // Ridge (λ > 0) and the λ = 0 paper regime (singular weighted Gram, pseudo-inverse).
-    let cases = [
-        (small_clusters(5, 0.4), 0.7),
-        (
-            CleaningData::paper_regime(6, 10, 6, 24, 4, 0.5).unwrap(),
-            0.0,
-        ),
-    ];
-    for (data, lambda) in cases {
-        let p = Cleaning::new(
-            data,
-            CleaningSettings {
-                lambda,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    for (p, lambda) in exact_solve_cases() {
         assert!(p.has_penalty_v_solution());
         let (u, _) = random_point(&p, 8, 1.0);
         let gamma = 7.0;
