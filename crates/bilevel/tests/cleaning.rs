@@ -499,8 +499,9 @@ fn every_solver_reaches_the_certified_optimum_in_the_papers_regime() {
     }
 }
 
-#[test]
-fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
+/// Gaussian clusters at p = 0.5 (seed 1) with the `cleaning` experiment's settings: λ = 1,
+/// weights sigmoid(30·u), |30·u| ≤ 10. Returns the problem and its u scale.
+fn clusters_for_cleaning() -> (Cleaning, f64) {
     let data = CleaningData::gaussian_clusters(&ClusterConfig {
         p: 0.5,
         seed: 1,
@@ -508,16 +509,18 @@ fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
     })
     .unwrap();
     let u_scale = 30.0;
-    let p = Cleaning::new(
-        data,
-        CleaningSettings {
-            lambda: 1.0,
-            u_scale,
-            bound: 10.0 / u_scale,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let settings = CleaningSettings {
+        lambda: 1.0,
+        u_scale,
+        bound: 10.0 / u_scale,
+        ..Default::default()
+    };
+    (Cleaning::new(data, settings).unwrap(), u_scale)
+}
+
+#[test]
+fn reweighting_beats_unweighted_training_on_gaussian_clusters() {
+    let (p, u_scale) = clusters_for_cleaning();
     let un = p.reference_unweighted().unwrap();
     let or = p.reference_oracle().unwrap();
     assert!(or.eval.test_acc > un.eval.test_acc + 0.05);
@@ -932,23 +935,7 @@ fn mini_batch_settings_give_clear_errors() {
 
 #[test]
 fn mini_batch_gauss_seidel_pbgd_cleans_gaussian_clusters() {
-    let data = CleaningData::gaussian_clusters(&ClusterConfig {
-        p: 0.5,
-        seed: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let u_scale = 30.0;
-    let p = Cleaning::new(
-        data,
-        CleaningSettings {
-            lambda: 1.0,
-            u_scale,
-            bound: 10.0 / u_scale,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (p, _) = clusters_for_cleaning();
     let un = p.reference_unweighted().unwrap();
     let or = p.reference_oracle().unwrap();
     // Batches of 50 of the 500 training samples (10%), exact g*, default step c = 0.5.

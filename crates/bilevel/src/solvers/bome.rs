@@ -186,10 +186,7 @@ impl Solver for Bome {
     }
 
     fn steps(&self) -> Steps {
-        let beta = self.vf.as_ref().and_then(|vf| match vf.inner {
-            InnerLoop::Exact => None,
-            InnerLoop::Gd { .. } => Some(vf.beta),
-        });
+        let beta = self.vf.as_ref().and_then(ValueFunction::gd_beta);
         Steps {
             alpha: self.last.1,
             alpha_v: self.last.0,

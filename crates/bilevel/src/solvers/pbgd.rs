@@ -314,10 +314,7 @@ impl Solver for Pbgd {
     }
 
     fn steps(&self) -> Steps {
-        let beta = self.vf.as_ref().and_then(|vf| match vf.inner {
-            InnerLoop::Exact => None,
-            InnerLoop::Gd { .. } => Some(vf.beta),
-        });
+        let beta = self.vf.as_ref().and_then(ValueFunction::gd_beta);
         let alpha_v = match self.v_block {
             VBlock::Exact => f64::NAN,
             VBlock::Gradient => self.last_alpha_v,

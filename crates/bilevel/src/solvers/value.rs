@@ -82,6 +82,14 @@ impl ValueFunction {
         })
     }
 
+    /// The inner step β when w comes from gradient steps (None when exact).
+    pub fn gd_beta(&self) -> Option<f64> {
+        match self.inner {
+            InnerLoop::Exact => None,
+            InnerLoop::Gd { .. } => Some(self.beta),
+        }
+    }
+
     /// Starts w from `w0` (used by warm loops).
     pub fn set(&mut self, w0: &[f64]) {
         self.w.copy_from_slice(w0);
