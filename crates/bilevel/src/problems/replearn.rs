@@ -291,6 +291,43 @@ fn rank_of(s: &[f64]) -> usize {
         .count()
 }
 
+/// Writes Bᵀ (B Bᵀ)⁻¹ R into `out` (column-major, B.ncols() × R.ncols()) and returns true
+/// when the Cholesky factor of B Bᵀ is well conditioned (κ(B)² below about 1e10); false
+/// otherwise, leaving the caller to fall back to the SVD.
+fn solve_by_row_gram(b: MatRef<'_, f64>, r: MatRef<'_, f64>, out: &mut [f64]) -> bool {
+    let k = b.nrows();
+    let mut gram = Mat::zeros(k, k);
+    matmul(
+        gram.as_mut(),
+        Accum::Replace,
+        b,
+        b.transpose(),
+        1.0,
+        Par::Seq,
+    );
+    let Ok(llt) = gram.as_ref().llt(faer::Side::Lower) else {
+        return false;
+    };
+    let l = llt.L();
+    let (lo, hi) = (0..k)
+        .map(|i| l[(i, i)].abs())
+        .fold((f64::INFINITY, 0.0f64), |(a, c), x| (a.min(x), c.max(x)));
+    if !(hi > 0.0 && (lo / hi).powi(2) > 1e-10) {
+        return false;
+    }
+    let c = llt.solve(r);
+    let out = MatMut::from_column_major_slice_mut(out, b.ncols(), r.ncols());
+    matmul(
+        out,
+        Accum::Replace,
+        b.transpose(),
+        c.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    true
+}
+
 /// Minimum-norm least-squares solution A⁺ B, pseudo-inverse with relative tolerance
 /// [`PINV_RTOL`].
 pub fn pinv_solve(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Result<Mat<f64>> {
@@ -1102,63 +1139,15 @@ impl RepLearning {
             1.0,
             Par::Seq,
         );
-        let well = |l: MatRef<'_, f64>| {
-            let d: Vec<f64> = (0..l.nrows()).map(|i| l[(i, i)].abs()).collect();
-            let (lo, hi) = d
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-            hi > 0.0 && (lo / hi).powi(2) > 1e-10
+        let solved = if nt <= h {
+            // A of full row rank: W2* = Aᵀ (A Aᵀ)⁻¹ Y_trn.
+            solve_by_row_gram(a.as_ref(), self.y_trn.as_ref(), w)
+        } else {
+            // X_trn of full column rank, W1 of full row rank: W2* = W1ᵀ (W1 W1ᵀ)⁻¹ Z0.
+            self.trn_full_col_rank && solve_by_row_gram(w1, self.z0.as_ref(), w)
         };
-        if nt <= h {
-            let mut gram = Mat::zeros(nt, nt);
-            matmul(
-                gram.as_mut(),
-                Accum::Replace,
-                a.as_ref(),
-                a.transpose(),
-                1.0,
-                Par::Seq,
-            );
-            if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
-                && well(llt.L())
-            {
-                let c = llt.solve(self.y_trn.as_ref());
-                let out = MatMut::from_column_major_slice_mut(w, h, n);
-                matmul(
-                    out,
-                    Accum::Replace,
-                    a.transpose(),
-                    c.as_ref(),
-                    1.0,
-                    Par::Seq,
-                );
-                return true;
-            }
-        } else if self.trn_full_col_rank {
-            let mut gram = Mat::zeros(m, m);
-            matmul(
-                gram.as_mut(),
-                Accum::Replace,
-                w1,
-                w1.transpose(),
-                1.0,
-                Par::Seq,
-            );
-            if let Ok(llt) = gram.as_ref().llt(faer::Side::Lower)
-                && well(llt.L())
-            {
-                let c = llt.solve(self.z0.as_ref());
-                let out = MatMut::from_column_major_slice_mut(w, h, n);
-                matmul(
-                    out,
-                    Accum::Replace,
-                    w1.transpose(),
-                    c.as_ref(),
-                    1.0,
-                    Par::Seq,
-                );
-                return true;
-            }
+        if solved {
+            return true;
         }
         let out = MatMut::from_column_major_slice_mut(w, h, n);
         pinv_solve_into(a.as_ref(), self.y_trn.as_ref(), out).is_ok()
