@@ -16,6 +16,7 @@ pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod experiments;
+mod kernels;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;

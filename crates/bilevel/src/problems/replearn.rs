@@ -37,6 +37,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::kernels::{Part, RowOps, fused_pass, matmul_par, par_for};
+
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
 
@@ -399,57 +401,6 @@ fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) 
     0.5 * s
 }
 
-/// Rows per block of a fused pass: a block of X (rows × m) stays in the core's L2 cache
-/// between its product and its transposed product.
-const BLOCK_BYTES: usize = 512 << 10;
-
-/// Below this many multiply-adds a pass runs on one thread (rayon's hand-off costs more).
-const PAR_MIN_FMAS: usize = 1 << 20;
-
-/// Parallelism for a product of `fmas` multiply-adds: the global setting when large enough.
-fn par_for(fmas: usize) -> Par {
-    if fmas >= PAR_MIN_FMAS {
-        faer::get_global_parallelism()
-    } else {
-        Par::Seq
-    }
-}
-
-/// dst = lhs · rhs with `par`; under rayon parallelism the rows of dst are split into one
-/// sequential product per thread (skinny products parallelize better this way than inside the
-/// GEMM).
-fn matmul_par(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, par: Par) {
-    fn split(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, parts: usize) {
-        if parts <= 1 || lhs.nrows() < 2 * parts {
-            matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
-            return;
-        }
-        let half = parts / 2;
-        let mid = lhs.nrows() * half / parts;
-        let (d0, d1) = dst.split_at_row_mut(mid);
-        let (l0, l1) = lhs.split_at_row(mid);
-        rayon::join(
-            || split(d0, l0, rhs, half),
-            || split(d1, l1, rhs, parts - half),
-        );
-    }
-    match par {
-        Par::Seq => matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq),
-        _ => split(dst, lhs, rhs, rayon::current_num_threads()),
-    }
-}
-
-/// One thread's share of a fused pass.
-#[derive(Debug)]
-struct Part {
-    /// Residual block, rows × (up to 2n).
-    r: Mat<f64>,
-    /// Partial Xᵀ R, m × (up to 2n).
-    g: Mat<f64>,
-    /// Partial half squared residuals of the two column groups.
-    val: [f64; 2],
-}
-
 /// Scratch space of one evaluation (sizes fixed by the problem's shape).
 #[derive(Debug)]
 struct Work {
@@ -466,109 +417,14 @@ struct Work {
 
 impl Work {
     fn new(nt: usize, nv: usize, m: usize, h: usize, n: usize) -> Self {
-        let rows = (BLOCK_BYTES / (8 * m)).max(8).min(nt.max(nv));
-        let threads = rayon::current_num_threads().max(1);
         Work {
             vw: Mat::zeros(h, 2 * n),
             z: Mat::zeros(m, 2 * n),
             gt: Mat::zeros(m, 2 * n),
             gc: Mat::zeros(m, 2 * n),
-            parts: (0..threads)
-                .map(|_| Part {
-                    r: Mat::zeros(rows, 2 * n),
-                    g: Mat::zeros(m, 2 * n),
-                    val: [0.0; 2],
-                })
-                .collect(),
+            parts: Part::pool(nt.max(nv), m, 2 * n),
         }
     }
-}
-
-/// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
-/// returns ½‖X Z_q − Y‖² for each group q and writes G = Xᵀ (X Z − [Y, Y]) restricted to its
-/// first `g.ncols()` columns. Each block of rows is multiplied twice while it is in cache, so
-/// X crosses the memory bus once; blocks are split over the threads when the pass is large.
-fn fused_pass(
-    x: MatRef<'_, f64>,
-    y: MatRef<'_, f64>,
-    z: MatRef<'_, f64>,
-    mut g: MatMut<'_, f64>,
-    parts: &mut [Part],
-) -> [f64; 2] {
-    let (nrows, n) = (x.nrows(), y.ncols());
-    let (k, kg) = (z.ncols(), g.ncols());
-    let block = parts[0].r.nrows();
-    let threads = if x.nrows() * x.ncols() * k >= PAR_MIN_FMAS {
-        parts.len().min(nrows.div_ceil(block))
-    } else {
-        1
-    };
-    let parts = &mut parts[..threads];
-    let chunk = nrows.div_ceil(threads);
-    let work = |t: usize, part: &mut Part| {
-        part.val = [0.0; 2];
-        let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(nrows));
-        if lo >= hi && kg > 0 {
-            part.g.fill(0.0);
-        }
-        let mut first = true;
-        let mut i0 = lo;
-        while i0 < hi {
-            let b = block.min(hi - i0);
-            let xb = x.subrows(i0, b);
-            let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
-            matmul(rb.rb_mut(), Accum::Replace, xb, z, 1.0, Par::Seq);
-            for q in 0..k / n {
-                let mut s = 0.0;
-                for j in 0..n {
-                    let yc = y.col(j).subrows(i0, b);
-                    let rc = rb.rb_mut().col_mut(q * n + j);
-                    for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
-                        *ri -= yi;
-                        s += *ri * *ri;
-                    }
-                }
-                part.val[q] += s;
-            }
-            if kg > 0 {
-                let acc = if first { Accum::Replace } else { Accum::Add };
-                let gp = part.g.as_mut().submatrix_mut(0, 0, x.ncols(), kg);
-                matmul(
-                    gp,
-                    acc,
-                    xb.transpose(),
-                    rb.rb().subcols(0, kg),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            first = false;
-            i0 += b;
-        }
-    };
-    if threads == 1 {
-        work(0, &mut parts[0]);
-    } else {
-        use rayon::prelude::*;
-        parts
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(t, part)| work(t, part));
-    }
-    let mut val = [0.0; 2];
-    for (t, part) in parts.iter().enumerate() {
-        val[0] += part.val[0];
-        val[1] += part.val[1];
-        if kg > 0 {
-            let gp = part.g.as_ref().submatrix(0, 0, x.ncols(), kg);
-            if t == 0 {
-                g.copy_from(gp);
-            } else {
-                g += gp;
-            }
-        }
-    }
-    [0.5 * val[0], 0.5 * val[1]]
 }
 
 fn check_matrix(what: &str, a: &Mat<f64>) -> Result<()> {
@@ -1191,6 +1047,7 @@ impl RepLearning {
                 z.rb(),
                 ws.gt.as_mut().subcols_mut(0, kg),
                 &mut ws.parts,
+                RowOps::default(),
             );
             let gz = ws.gt.as_ref().subcols(0, n);
             if let Some(gu) = gu {
@@ -1264,6 +1121,7 @@ impl Problem for RepLearning {
                 ws.z.as_ref(),
                 ws.gt.as_mut().subcols_mut(0, kt),
                 &mut ws.parts,
+                RowOps::default(),
             );
             let [f, _] = fused_pass(
                 self.x_val.as_ref(),
@@ -1271,6 +1129,7 @@ impl Problem for RepLearning {
                 ws.z.as_ref().subcols(0, n),
                 ws.gc.as_mut().subcols_mut(0, kv),
                 &mut ws.parts,
+                RowOps::default(),
             );
             // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)].
             for j in 0..kt {
