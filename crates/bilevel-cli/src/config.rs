@@ -13,7 +13,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data};
 use bilevel::problems::cleaning::{
-    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig,
+    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
 };
 use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
 use bilevel::problems::{Example1, Quadratic, Toy1d};
@@ -46,7 +46,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "cleaning",
-        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale)",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve)",
     ),
 ];
 
@@ -212,6 +212,8 @@ pub struct CleaningConfig {
     pub bound: Option<f64>,
     /// Weights sigmoid(u_scale · u).
     pub u_scale: Option<f64>,
+    /// "auto" (default) | "direct" | "warm-cg": linear solver of the exact least-squares solves.
+    pub exact_solve: Option<ExactSolve>,
 }
 
 impl CleaningConfig {
@@ -287,6 +289,7 @@ impl CleaningConfig {
                 lambda,
                 bound: self.bound.unwrap_or(d.bound),
                 u_scale: self.u_scale.unwrap_or(d.u_scale),
+                exact_solve: self.exact_solve.unwrap_or(d.exact_solve),
             },
         )?)
     }
@@ -430,6 +433,7 @@ impl ProblemConfig {
                 lambda: None,
                 bound: None,
                 u_scale: None,
+                exact_solve: None,
             })),
             _ => return None,
         })

@@ -63,3 +63,71 @@ pub fn sym_eig_range(a: MatRef<'_, f64>) -> Result<(f64, f64)> {
     let hi = ev.last().copied().unwrap_or(0.0);
     Ok((lo, hi))
 }
+
+/// Preconditioned conjugate gradients on every column of A X = B at once (A symmetric positive
+/// definite, given by `apply(P, AP)`; `precond` applies M⁻¹ ≈ A⁻¹ in place), from the start X
+/// passed in. Each column has its own step sizes; the products are shared, so k columns cost
+/// one block product per iteration. Stops when every column satisfies ‖b_j − A x_j‖ ≤ tol ‖b_j‖
+/// (the recursively updated residual) and returns the iterations taken, or None after
+/// `max_iter` iterations (X then holds the last iterate).
+pub fn block_pcg(
+    b: MatRef<'_, f64>,
+    mut x: faer::MatMut<'_, f64>,
+    mut apply: impl FnMut(MatRef<'_, f64>, faer::MatMut<'_, f64>),
+    mut precond: impl FnMut(faer::MatMut<'_, f64>),
+    tol: f64,
+    max_iter: usize,
+) -> Option<usize> {
+    let (m, k) = (b.nrows(), b.ncols());
+    let col_dot = |a: MatRef<'_, f64>, c: MatRef<'_, f64>, j: usize| -> f64 {
+        a.col(j)
+            .iter()
+            .zip(c.col(j).iter())
+            .map(|(p, q)| p * q)
+            .sum()
+    };
+    let bnorm: Vec<f64> = (0..k).map(|j| col_dot(b, b, j).sqrt()).collect();
+    let mut r = Mat::<f64>::zeros(m, k);
+    apply(x.as_ref(), r.as_mut());
+    for j in 0..k {
+        for i in 0..m {
+            r[(i, j)] = b[(i, j)] - r[(i, j)];
+        }
+    }
+    let done =
+        |r: &Mat<f64>| (0..k).all(|j| col_dot(r.as_ref(), r.as_ref(), j).sqrt() <= tol * bnorm[j]);
+    if done(&r) {
+        return Some(0);
+    }
+    let mut z = r.clone();
+    precond(z.as_mut());
+    let mut p = z.clone();
+    let mut q = Mat::<f64>::zeros(m, k);
+    let mut rz: Vec<f64> = (0..k).map(|j| col_dot(r.as_ref(), z.as_ref(), j)).collect();
+    for it in 1..=max_iter {
+        apply(p.as_ref(), q.as_mut());
+        for j in 0..k {
+            let pq = col_dot(p.as_ref(), q.as_ref(), j);
+            // A converged column (r = 0) has pq = 0: it takes no step.
+            let a = if pq > 0.0 { rz[j] / pq } else { 0.0 };
+            for i in 0..m {
+                x[(i, j)] += a * p[(i, j)];
+                r[(i, j)] -= a * q[(i, j)];
+            }
+        }
+        if done(&r) {
+            return Some(it);
+        }
+        z.copy_from(&r);
+        precond(z.as_mut());
+        for j in 0..k {
+            let rz_new = col_dot(r.as_ref(), z.as_ref(), j);
+            let beta = if rz[j] > 0.0 { rz_new / rz[j] } else { 0.0 };
+            rz[j] = rz_new;
+            for i in 0..m {
+                p[(i, j)] = z[(i, j)] + beta * p[(i, j)];
+            }
+        }
+    }
+    None
+}

@@ -126,6 +126,7 @@ fn cleaning_exact_hvp_matches_differences_for_both_losses() {
                     lambda,
                     u_scale,
                     bound: 10.0 / u_scale,
+                    ..Default::default()
                 },
             )
             .unwrap();

@@ -383,11 +383,14 @@ impl Experiment for Fig4 {
     }
 }
 
-/// Fashion-MNIST settings: ridge, penalty constant, iterations, u step × γ.
-const FM_LAMBDA: f64 = 10.0;
-const FM_GAMMA: f64 = 100.0;
-const FM_ITERS: usize = 100;
-const FM_C: f64 = 30.0;
+/// λ of the Fashion-MNIST runs.
+pub const FM_LAMBDA: f64 = 10.0;
+/// γ of the Fashion-MNIST runs.
+pub const FM_GAMMA: f64 = 100.0;
+/// Iterations of the Fashion-MNIST runs.
+pub const FM_ITERS: usize = 100;
+/// u step of the Fashion-MNIST runs times γ (the step is FM_C / FM_GAMMA in logit units).
+pub const FM_C: f64 = 30.0;
 
 /// Test accuracy of the iterate and cleaning F1 along the Fashion-MNIST runs, with the
 /// unweighted and oracle references.

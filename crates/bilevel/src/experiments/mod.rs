@@ -3,6 +3,7 @@
 //! files is the command-line tool's job; everything here is plain data.
 
 mod cleaning;
+pub use cleaning::{FM_C, FM_GAMMA, FM_ITERS, FM_LAMBDA};
 mod example1;
 mod replearn;
 mod study;
