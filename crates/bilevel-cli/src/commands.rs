@@ -65,11 +65,13 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
         if std::path::Path::new(bilevel::data::FASHION_MNIST_DIR).is_dir() {
             let dir = out.join("cleaning-fmnist-run");
             mkdir(&dir)?;
-            let r = perf::export_cleaning_run(0, &dir)?;
+            let r = perf::export_cleaning_run(0, &rates, &dir)?;
             println!(
-                "cleaning-fmnist-run: {} iterations in {:.2} s, test accuracy {:.4} (within 0.5 points of it after iteration {}, {:.2} s); {}",
+                "cleaning-fmnist-run: {} iterations in {:.2} s ({:.2}x its floor {:.2} s), test accuracy {:.4} (within 0.5 points of it after iteration {}, {:.2} s); {}",
                 r.iters,
                 r.seconds,
+                r.seconds / r.floor,
+                r.floor,
                 r.final_test_acc,
                 r.target_iter,
                 r.seconds_to_target,

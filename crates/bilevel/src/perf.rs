@@ -618,6 +618,42 @@ pub struct CleaningRun {
     pub final_test_acc: f64,
     /// Warm-started solves that refreshed their factors, and preconditioned iterations.
     pub solver_note: String,
+    /// Work the run did (see [`cleaning_run_cost`]).
+    pub cost: Cost,
+    /// Roofline floor of that work on the machine rates of this run, seconds.
+    pub floor: f64,
+}
+
+/// Work of a whole exact-v hyper-cleaning run (least squares, N = `nt`, N' = `nv`, m features,
+/// n classes) that refreshed its factors `refreshes` times and ran `solves` preconditioned CG
+/// solves of both systems (2n right-hand sides) with `cg_iters` iterations in all, over
+/// `iters` iterations. Flops: per refresh the weighted Gram's lower triangle (N m²), its
+/// right-hand side (2Nmn), two Cholesky factorizations (2m³/3) and solves (8m²n); per CG
+/// solve one residual and per CG iteration one operator product, each a pass X_trn·P,
+/// X_trnᵀ(ψ ⊙ ·) on 2n columns (8Nmn) plus X_valᵀX_val on n (2m²n); per iteration the
+/// u gradient (X_trn[W, w]: 4Nmn) and f (X_val W: 2N'mn). Bytes: X_trn read once per pass
+/// (refresh included) and X_val once per iteration. This is the floor of the algorithm as run,
+/// not of a different one.
+pub fn cleaning_run_cost(
+    (nt, nv, m, n): (usize, usize, usize, usize),
+    refreshes: usize,
+    solves: usize,
+    cg_iters: usize,
+    iters: usize,
+) -> Cost {
+    let (nt, nv, m, n) = (nt as f64, nv as f64, m as f64, n as f64);
+    let (r, passes, it) = (
+        refreshes as f64,
+        (solves + cg_iters) as f64,
+        iters as f64,
+    );
+    let refresh = nt * m * m + 2.0 * nt * m * n + 2.0 * m * m * m / 3.0 + 8.0 * m * m * n;
+    let pass = 8.0 * nt * m * n + 2.0 * m * m * n;
+    let eval = 4.0 * nt * m * n + 2.0 * nv * m * n;
+    Cost {
+        flops: r * refresh + passes * pass + it * eval,
+        bytes: 8.0 * m * (nt * (r + passes + it) + nv * it),
+    }
 }
 
 /// Runs the Fashion-MNIST hyper-cleaning of the `cleaning` experiment (seed `seed`, 5,000 /
@@ -628,7 +664,11 @@ pub struct CleaningRun {
 /// the data (x_trn, labels_trn, x_val, labels_val, x_test, labels_test .npy), our final u and
 /// W (u.npy, v.npy), the per-iteration test accuracy and cumulative time (acc.npy, time.npy),
 /// and case.json. Needs Fashion-MNIST installed.
-pub fn export_cleaning_run(seed: u64, dir: &std::path::Path) -> Result<CleaningRun> {
+pub fn export_cleaning_run(
+    seed: u64,
+    rates: &MachineRates,
+    dir: &std::path::Path,
+) -> Result<CleaningRun> {
     use crate::data::{FashionMnistConfig, load_fashion_mnist};
     use crate::experiments::{FM_C, FM_GAMMA, FM_ITERS, FM_LAMBDA};
     use crate::problems::cleaning::CleaningSettings;
@@ -692,6 +732,14 @@ pub fn export_cleaning_run(seed: u64, dir: &std::path::Path) -> Result<CleaningR
     )?;
     save("acc", &col(&acc))?;
     save("time", &col(&time))?;
+    let (refreshes, solves, cg_iters) = p.solve_counts();
+    let shape = (d.train.len(), d.val.len(), m, n);
+    let cost = if refreshes + solves == 0 {
+        // Direct solves: one refresh per iteration.
+        cleaning_run_cost(shape, FM_ITERS, 0, 0, FM_ITERS)
+    } else {
+        cleaning_run_cost(shape, refreshes, solves, cg_iters, FM_ITERS)
+    };
     let run = CleaningRun {
         name: dir
             .file_name()
@@ -709,6 +757,8 @@ pub fn export_cleaning_run(seed: u64, dir: &std::path::Path) -> Result<CleaningR
         seconds_to_target: time.get(target).copied().unwrap_or(f64::NAN),
         final_test_acc: last,
         solver_note: p.solve_stats(),
+        cost,
+        floor: cost.floor(rates),
     };
     let json = serde_json::to_string_pretty(&run).unwrap_or_default();
     std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
