@@ -226,6 +226,10 @@ pub struct RepLearning {
     y_trn: Mat<f64>,
     x_val: Mat<f64>,
     y_val: Mat<f64>,
+    // X_trnᵀ and X_valᵀ: the features stored by rows for the fused passes, whose row blocks
+    // are then contiguous (faster than strided column pieces at large N).
+    rows_trn: Mat<f64>,
+    rows_val: Mat<f64>,
     regime: Regime,
     certified: bool,
     trn_full_col_rank: bool,
@@ -635,6 +639,8 @@ impl RepLearning {
             n,
             scaling,
             raw,
+            rows_trn: x_trn.transpose().to_owned(),
+            rows_val: x_val.transpose().to_owned(),
             x_trn,
             y_trn,
             x_val,
@@ -1056,7 +1062,7 @@ impl RepLearning {
             };
             let kv = if du.is_some() || dv.is_some() { n } else { 0 };
             let [g, g_star] = fused_pass(
-                self.x_trn.as_ref(),
+                self.rows_trn.transpose(),
                 self.y_trn.as_ref(),
                 ws.z.as_ref(),
                 ws.gt.as_mut().subcols_mut(0, kt),
@@ -1064,7 +1070,7 @@ impl RepLearning {
                 RowOps::default(),
             );
             let [f, _] = fused_pass(
-                self.x_val.as_ref(),
+                self.rows_val.transpose(),
                 self.y_val.as_ref(),
                 ws.z.as_ref().subcols(0, n),
                 ws.gc.as_mut().subcols_mut(0, kv),
@@ -1122,7 +1128,7 @@ impl RepLearning {
 
     fn loss(
         &self,
-        x: &Mat<f64>,
+        x: MatRef<'_, f64>,
         y: &Mat<f64>,
         u: &[f64],
         v: &[f64],
@@ -1140,7 +1146,7 @@ impl RepLearning {
             matmul_par(z.rb_mut(), w1, w2, par);
             let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
             let [val, _] = fused_pass(
-                x.as_ref(),
+                x,
                 y.as_ref(),
                 z.rb(),
                 ws.gt.as_mut().subcols_mut(0, kg),
@@ -1179,10 +1185,10 @@ impl Problem for RepLearning {
         self.h * self.n
     }
     fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_val, &self.y_val, u, v, gu, gv)
+        self.loss(self.rows_val.transpose(), &self.y_val, u, v, gu, gv)
     }
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
+        self.loss(self.rows_trn.transpose(), &self.y_trn, u, v, gu, gv)
     }
     /// f(u, v), g(u, v), g(u, w) and the penalty gradient blocks with one fused pass over
     /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val.
