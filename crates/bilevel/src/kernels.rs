@@ -184,7 +184,7 @@ pub(crate) fn fused_pass(
         );
     } else {
         use rayon::prelude::*;
-        let mut slices: Vec<Option<&mut [f64]>> = match losses.as_deref_mut() {
+        let mut slices: Vec<Option<&mut [f64]>> = match losses {
             Some(l) => l[..nrows * groups]
                 .chunks_mut(chunk * groups)
                 .map(Some)
