@@ -23,6 +23,8 @@ pub struct Penalty {
     pub du: Vec<f64>,
     /// ∇_v L_γ after [`Penalty::eval`] with `grad_v`.
     pub dv: Vec<f64>,
+    /// ∇_v g(u, w) after a successful [`Penalty::eval_with_inner`].
+    pub gw: Vec<f64>,
     gu: Vec<f64>,
     gv: Vec<f64>,
     hu: Vec<f64>,
@@ -34,6 +36,7 @@ impl Penalty {
         Penalty {
             du: vec![0.0; nu],
             dv: vec![0.0; nv],
+            gw: vec![0.0; nv],
             gu: vec![0.0; nu],
             gv: vec![0.0; nv],
             hu: vec![0.0; nu],
@@ -90,6 +93,31 @@ impl Penalty {
             g_star,
             l: f + gamma * (g - g_star),
         }
+    }
+
+    /// Like [`Penalty::eval`], and also fills `gw` = ∇_v g(u, w) from the same evaluation,
+    /// through the problem's [`Problem::penalty_eval_inner`]; None (nothing written) when the
+    /// problem has no such method.
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval_with_inner(
+        &mut self,
+        problem: &dyn Problem,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        grad_u: bool,
+        grad_v: bool,
+    ) -> Option<PenaltyValue> {
+        let du = grad_u.then_some(&mut self.du[..]);
+        let dv = grad_v.then_some(&mut self.dv[..]);
+        let [f, g, g_star] = problem.penalty_eval_inner(u, v, w, gamma, du, dv, &mut self.gw)?;
+        Some(PenaltyValue {
+            f,
+            g,
+            g_star,
+            l: f + gamma * (g - g_star),
+        })
     }
 
     /// [f(u, v), g(u, v), g(u, w)] and the gradient blocks from three separate calls.

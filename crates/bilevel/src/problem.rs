@@ -98,6 +98,24 @@ pub trait Problem: Send + Sync {
         None
     }
 
+    /// Like [`Problem::penalty_eval`], and also writes `gw` = ∇_v g(u, w): the direction of a
+    /// gradient step on the value-function estimate w at the same u, which does not depend on
+    /// v, so it can share the pass over the data with ∇_v L_γ (Gauss–Seidel PBGD with one inner
+    /// step). The default returns None and writes nothing: the caller then evaluates separately.
+    #[allow(clippy::too_many_arguments)]
+    fn penalty_eval_inner(
+        &self,
+        _u: &[f64],
+        _v: &[f64],
+        _w: &[f64],
+        _gamma: f64,
+        _du: Option<&mut [f64]>,
+        _dv: Option<&mut [f64]>,
+        _gw: &mut [f64],
+    ) -> Option<[f64; 3]> {
+        None
+    }
+
     /// Writes an exact lower-level minimizer w*(u) into `w` and returns true, or returns false
     /// when the problem has no closed form.
     fn ll_solution(&self, _u: &[f64], _w: &mut [f64]) -> bool {

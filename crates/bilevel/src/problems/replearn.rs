@@ -226,6 +226,10 @@ pub struct RepLearning {
     y_trn: Mat<f64>,
     x_val: Mat<f64>,
     y_val: Mat<f64>,
+    // X_trnᵀ and X_valᵀ: the features stored by rows for the fused passes, whose row blocks
+    // are then contiguous (faster than strided column pieces at large N).
+    rows_trn: Mat<f64>,
+    rows_val: Mat<f64>,
     regime: Regime,
     certified: bool,
     trn_full_col_rank: bool,
@@ -412,6 +416,8 @@ struct Work {
     gt: Mat<f64>,
     /// X_valᵀ R_val, m × n; then the combined ∇_Z of f + γ g and −γ ∇_Z g(u, w), m × 2n.
     gc: Mat<f64>,
+    /// W1ᵀ [·, ·] for the two v-gradients of one pass, h × 2n.
+    d: Mat<f64>,
     parts: Vec<Part>,
 }
 
@@ -422,6 +428,7 @@ impl Work {
             z: Mat::zeros(m, 2 * n),
             gt: Mat::zeros(m, 2 * n),
             gc: Mat::zeros(m, 2 * n),
+            d: Mat::zeros(h, 2 * n),
             parts: Part::pool(nt.max(nv), m, 2 * n),
         }
     }
@@ -632,6 +639,8 @@ impl RepLearning {
             n,
             scaling,
             raw,
+            rows_trn: x_trn.transpose().to_owned(),
+            rows_val: x_val.transpose().to_owned(),
             x_trn,
             y_trn,
             x_val,
@@ -1022,9 +1031,104 @@ impl RepLearning {
         r
     }
 
+    /// The penalty pieces of [`Problem::penalty_eval`], plus ∇_v g(u, w) into `gw` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn penalty_pass(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        du: Option<&mut [f64]>,
+        dv: Option<&mut [f64]>,
+        gw: Option<&mut [f64]>,
+    ) -> [f64; 3] {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let par = par_for(2 * m * h * n);
+        self.with_work(|ws| {
+            let hn = h * n;
+            for (dst, src) in [(0, v), (n, w)] {
+                let mut col = ws.vw.as_mut().subcols_mut(dst, n);
+                col.copy_from(MatRef::from_column_major_slice(src, h, n));
+            }
+            matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
+            let kt = if du.is_some() || gw.is_some() {
+                2 * n
+            } else if dv.is_some() {
+                n
+            } else {
+                0
+            };
+            let kv = if du.is_some() || dv.is_some() { n } else { 0 };
+            let [g, g_star] = fused_pass(
+                self.rows_trn.transpose(),
+                self.y_trn.as_ref(),
+                ws.z.as_ref(),
+                ws.gt.as_mut().subcols_mut(0, kt),
+                &mut ws.parts,
+                RowOps::default(),
+            );
+            let [f, _] = fused_pass(
+                self.rows_val.transpose(),
+                self.y_val.as_ref(),
+                ws.z.as_ref().subcols(0, n),
+                ws.gc.as_mut().subcols_mut(0, kv),
+                &mut ws.parts,
+                RowOps::default(),
+            );
+            // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)] (second block only for ∇W1).
+            let kc = if du.is_some() { 2 * n } else { kv };
+            for j in 0..kc {
+                let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
+                if j < n {
+                    dst.iter_mut()
+                        .zip(src.iter())
+                        .for_each(|(d, s)| *d += gamma * s);
+                } else {
+                    dst.iter_mut()
+                        .zip(src.iter())
+                        .for_each(|(d, s)| *d = -gamma * s);
+                }
+            }
+            match (dv, gw, du.is_some()) {
+                // One product for both v-gradients: W1ᵀ [∇_Z L (v part), ∇_Z g(u, w)].
+                (Some(dv), Some(gw), false) => {
+                    let mut gc = ws.gc.as_mut();
+                    gc.rb_mut()
+                        .subcols_mut(n, n)
+                        .copy_from(ws.gt.as_ref().subcols(n, n));
+                    matmul_par(ws.d.as_mut(), w1.transpose(), gc.rb(), par);
+                    let d = ws.d.as_ref();
+                    MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n)
+                        .copy_from(d.subcols(0, n));
+                    MatMut::from_column_major_slice_mut(&mut gw[..hn], h, n)
+                        .copy_from(d.subcols(n, n));
+                }
+                (dv, gw, _) => {
+                    if let Some(dv) = dv {
+                        let g2 = MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n);
+                        matmul_par(g2, w1.transpose(), ws.gc.as_ref().subcols(0, n), par);
+                    }
+                    if let Some(gw) = gw {
+                        let g2 = MatMut::from_column_major_slice_mut(&mut gw[..hn], h, n);
+                        matmul_par(g2, w1.transpose(), ws.gt.as_ref().subcols(n, n), par);
+                    }
+                }
+            }
+            if let Some(du) = du {
+                // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
+                let g1 = MatMut::from_column_major_slice_mut(du, m, h);
+                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref());
+                matmul_par(g1, gc, vw.transpose(), par);
+            }
+            [f, g, g_star]
+        })
+    }
+
     fn loss(
         &self,
-        x: &Mat<f64>,
+        x: MatRef<'_, f64>,
         y: &Mat<f64>,
         u: &[f64],
         v: &[f64],
@@ -1042,7 +1146,7 @@ impl RepLearning {
             matmul_par(z.rb_mut(), w1, w2, par);
             let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
             let [val, _] = fused_pass(
-                x.as_ref(),
+                x,
                 y.as_ref(),
                 z.rb(),
                 ws.gt.as_mut().subcols_mut(0, kg),
@@ -1081,10 +1185,10 @@ impl Problem for RepLearning {
         self.h * self.n
     }
     fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_val, &self.y_val, u, v, gu, gv)
+        self.loss(self.rows_val.transpose(), &self.y_val, u, v, gu, gv)
     }
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(&self.x_trn, &self.y_trn, u, v, gu, gv)
+        self.loss(self.rows_trn.transpose(), &self.y_trn, u, v, gu, gv)
     }
     /// f(u, v), g(u, v), g(u, w) and the penalty gradient blocks with one fused pass over
     /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val.
@@ -1097,65 +1201,20 @@ impl Problem for RepLearning {
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
     ) -> Option<[f64; 3]> {
-        let (m, h, n) = (self.m, self.h, self.n);
-        let w1 = MatRef::from_column_major_slice(u, m, h);
-        let par = par_for(2 * m * h * n);
-        Some(self.with_work(|ws| {
-            let hn = h * n;
-            for (dst, src) in [(0, v), (n, w)] {
-                let mut col = ws.vw.as_mut().subcols_mut(dst, n);
-                col.copy_from(MatRef::from_column_major_slice(src, h, n));
-            }
-            matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
-            let kt = if du.is_some() {
-                2 * n
-            } else if dv.is_some() {
-                n
-            } else {
-                0
-            };
-            let kv = kt.min(n);
-            let [g, g_star] = fused_pass(
-                self.x_trn.as_ref(),
-                self.y_trn.as_ref(),
-                ws.z.as_ref(),
-                ws.gt.as_mut().subcols_mut(0, kt),
-                &mut ws.parts,
-                RowOps::default(),
-            );
-            let [f, _] = fused_pass(
-                self.x_val.as_ref(),
-                self.y_val.as_ref(),
-                ws.z.as_ref().subcols(0, n),
-                ws.gc.as_mut().subcols_mut(0, kv),
-                &mut ws.parts,
-                RowOps::default(),
-            );
-            // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)].
-            for j in 0..kt {
-                let a = if j < n { gamma } else { -gamma };
-                let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
-                if j < n {
-                    dst.iter_mut()
-                        .zip(src.iter())
-                        .for_each(|(d, s)| *d += a * s);
-                } else {
-                    dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = a * s);
-                }
-            }
-            if let Some(dv) = dv {
-                let g2 = MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n);
-                let gc = ws.gc.as_ref().subcols(0, n);
-                matmul_par(g2, w1.transpose(), gc, par);
-            }
-            if let Some(du) = du {
-                // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
-                let g1 = MatMut::from_column_major_slice_mut(du, m, h);
-                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref());
-                matmul_par(g1, gc, vw.transpose(), par);
-            }
-            [f, g, g_star]
-        }))
+        Some(self.penalty_pass(u, v, w, gamma, du, dv, None))
+    }
+    /// As [`RepLearning::penalty_eval`], with ∇_v g(u, w) = W1ᵀ X_trnᵀ R_w from the same pass.
+    fn penalty_eval_inner(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        du: Option<&mut [f64]>,
+        dv: Option<&mut [f64]>,
+        gw: &mut [f64],
+    ) -> Option<[f64; 3]> {
+        Some(self.penalty_pass(u, v, w, gamma, du, dv, Some(gw)))
     }
     /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
     /// [`RepLearning::ll_head`]).

@@ -280,12 +280,24 @@ impl Solver for Pbgd {
                 problem.project_u(&mut state.u);
             }
             Update::GaussSeidel => {
+                // A single warm inner step at u_k does not depend on v: where the problem
+                // can, its gradient comes from the first v step's evaluation (one pass over
+                // the data instead of two).
+                let fuse = moving.is_none() && vf.is_single_warm_step();
+                let mut w_grad = false;
                 match self.v_block {
                     VBlock::Gradient => {
-                        for _ in 0..self.v_steps {
-                            pen.eval_batch(
-                                problem, &state.u, &state.v, &vf.w, gamma, false, true, moving,
-                            );
+                        for s in 0..self.v_steps {
+                            let (u, v, w) = (&state.u, &state.v, &vf.w);
+                            let fused = s == 0
+                                && fuse
+                                && pen
+                                    .eval_with_inner(problem, u, v, w, gamma, false, true)
+                                    .is_some();
+                            if !fused {
+                                pen.eval_batch(problem, u, v, w, gamma, false, true, moving);
+                            }
+                            w_grad |= fused;
                             axpy(-alpha, &pen.dv, &mut state.v);
                         }
                     }
@@ -300,7 +312,11 @@ impl Solver for Pbgd {
                     }
                 }
                 // The u-step uses the fresh v and a value function refreshed at u_k.
-                vf.update_batch(problem, &state.u, moving);
+                if w_grad {
+                    vf.step_along(&pen.gw);
+                } else {
+                    vf.update_batch(problem, &state.u, moving);
+                }
                 pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, false, est);
                 axpy(-alpha_u, &pen.du, &mut state.u);
                 problem.project_u(&mut state.u);

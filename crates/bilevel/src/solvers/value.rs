@@ -90,6 +90,26 @@ impl ValueFunction {
         }
     }
 
+    /// True when an update is one warm gradient step: w⁺ = w − β ∇_v g(u, w) at the current w,
+    /// so its gradient can come from another evaluation at the same u
+    /// ([`ValueFunction::step_along`]).
+    pub fn is_single_warm_step(&self) -> bool {
+        matches!(
+            self.inner,
+            InnerLoop::Gd {
+                steps: 1,
+                warm: true,
+                ..
+            }
+        )
+    }
+
+    /// The update of a single warm step ([`ValueFunction::is_single_warm_step`]) with a
+    /// gradient `gv` = ∇_v g(u, w) computed elsewhere: w ← w − β gv.
+    pub fn step_along(&mut self, gv: &[f64]) {
+        crate::linalg::axpy(-self.beta, gv, &mut self.w);
+    }
+
     /// Starts w from `w0` (used by warm loops).
     pub fn set(&mut self, w0: &[f64]) {
         self.w.copy_from_slice(w0);
