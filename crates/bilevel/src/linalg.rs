@@ -66,19 +66,22 @@ pub fn sym_eig_range(a: MatRef<'_, f64>) -> Result<(f64, f64)> {
 
 /// Preconditioned conjugate gradients on every column of A X = B at once (A symmetric positive
 /// definite, given by `apply(P, AP)`; `precond` applies M⁻¹ ≈ A⁻¹ in place), from the start X
-/// passed in. Each column has its own step sizes; the products are shared, so k columns cost
-/// one block product per iteration. Stops when every column satisfies ‖b_j − A x_j‖ ≤ tol ‖b_j‖
-/// (the recursively updated residual) and returns the iterations taken, or None after
-/// `max_iter` iterations (X then holds the last iterate).
+/// passed in, whose residual R = B − A X the caller gives (it can often form it more cheaply
+/// than B itself). Each column has its own step sizes; the products are shared, so k columns
+/// cost one block product per iteration. Stops when every column satisfies
+/// ‖r_j‖ ≤ tol · scale_j (the recursively updated residual; scale_j is typically ‖b_j‖) and
+/// returns the iterations taken, or None after `max_iter` iterations (X then holds the last
+/// iterate).
 pub fn block_pcg(
-    b: MatRef<'_, f64>,
+    mut r: Mat<f64>,
+    scale: &[f64],
     mut x: faer::MatMut<'_, f64>,
     mut apply: impl FnMut(MatRef<'_, f64>, faer::MatMut<'_, f64>),
     mut precond: impl FnMut(faer::MatMut<'_, f64>),
     tol: f64,
     max_iter: usize,
 ) -> Option<usize> {
-    let (m, k) = (b.nrows(), b.ncols());
+    let (m, k) = (r.nrows(), r.ncols());
     let col_dot = |a: MatRef<'_, f64>, c: MatRef<'_, f64>, j: usize| -> f64 {
         a.col(j)
             .iter()
@@ -86,16 +89,8 @@ pub fn block_pcg(
             .map(|(p, q)| p * q)
             .sum()
     };
-    let bnorm: Vec<f64> = (0..k).map(|j| col_dot(b, b, j).sqrt()).collect();
-    let mut r = Mat::<f64>::zeros(m, k);
-    apply(x.as_ref(), r.as_mut());
-    for j in 0..k {
-        for i in 0..m {
-            r[(i, j)] = b[(i, j)] - r[(i, j)];
-        }
-    }
     let done =
-        |r: &Mat<f64>| (0..k).all(|j| col_dot(r.as_ref(), r.as_ref(), j).sqrt() <= tol * bnorm[j]);
+        |r: &Mat<f64>| (0..k).all(|j| col_dot(r.as_ref(), r.as_ref(), j).sqrt() <= tol * scale[j]);
     if done(&r) {
         return Some(0);
     }

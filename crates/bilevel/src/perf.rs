@@ -642,11 +642,7 @@ pub fn cleaning_run_cost(
     iters: usize,
 ) -> Cost {
     let (nt, nv, m, n) = (nt as f64, nv as f64, m as f64, n as f64);
-    let (r, passes, it) = (
-        refreshes as f64,
-        (solves + cg_iters) as f64,
-        iters as f64,
-    );
+    let (r, passes, it) = (refreshes as f64, (solves + cg_iters) as f64, iters as f64);
     let refresh = nt * m * m + 2.0 * nt * m * n + 2.0 * m * m * m / 3.0 + 8.0 * m * m * n;
     let pass = 8.0 * nt * m * n + 2.0 * m * m * n;
     let eval = 4.0 * nt * m * n + 2.0 * nv * m * n;

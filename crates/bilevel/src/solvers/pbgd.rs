@@ -159,14 +159,23 @@ impl Pbgd {
         self
     }
 
+    /// The smoothness constants in use (NaN where init did not need them).
+    fn constants(&self) -> Smoothness {
+        self.resolved.unwrap_or(Smoothness {
+            lf: f64::NAN,
+            lg: f64::NAN,
+            lg_vv: f64::NAN,
+        })
+    }
+
     fn alpha(&self, gamma: f64) -> f64 {
-        let s = self.resolved.as_ref().expect("init sets smoothness");
-        self.step.alpha(gamma, s)
+        self.step.alpha(gamma, &self.constants())
     }
 
     fn alpha_u(&self, gamma: f64) -> f64 {
-        let s = self.resolved.as_ref().expect("init sets smoothness");
-        self.u_step.unwrap_or(self.step).alpha(gamma, s)
+        self.u_step
+            .unwrap_or(self.step)
+            .alpha(gamma, &self.constants())
     }
 }
 
@@ -238,19 +247,28 @@ impl Solver for Pbgd {
             ));
         }
         self.batches = Batches::optional(problem, self.batch)?;
-        let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
-        if let StepRule::InverseGamma { alpha0 } = self.step
-            && alpha0.is_nan()
-        {
-            self.step = StepRule::InverseGamma {
-                alpha0: 0.5 / (s.lf + s.lg),
-            };
-        }
-        self.resolved = Some(s);
         let inner = self
             .inner
             .unwrap_or_else(|| InnerLoop::default_for(problem));
-        let mut vf = ValueFunction::new(problem, inner, s.lg_vv)?;
+        // With an exact v block, an exact inner solve and a u step that does not depend on
+        // them, no step uses the smoothness constants: skip their (power-iteration) estimate.
+        let needs_smoothness = self.v_block == VBlock::Gradient
+            || inner != InnerLoop::Exact
+            || self.u_step.unwrap_or(self.step).needs_smoothness();
+        let mut lg_vv = f64::NAN;
+        if needs_smoothness {
+            let s = super::resolve_smoothness(problem, &state.u, &state.v, self.smoothness)?;
+            if let StepRule::InverseGamma { alpha0 } = self.step
+                && alpha0.is_nan()
+            {
+                self.step = StepRule::InverseGamma {
+                    alpha0: 0.5 / (s.lf + s.lg),
+                };
+            }
+            self.resolved = Some(s);
+            lg_vv = s.lg_vv;
+        }
+        let mut vf = ValueFunction::new(problem, inner, lg_vv)?;
         // A warm inner loop starts from the LL variable itself, the natural first guess.
         vf.set(&state.v);
         self.vf = Some(vf);

@@ -79,6 +79,15 @@ impl StepRule {
         }
     }
 
+    /// True when α depends on the smoothness constants (which may then have to be estimated).
+    pub fn needs_smoothness(&self) -> bool {
+        match *self {
+            StepRule::Smoothness { .. } => true,
+            StepRule::Fixed(_) => false,
+            StepRule::InverseGamma { alpha0 } => alpha0.is_nan(),
+        }
+    }
+
     /// Checks the constants.
     pub fn validate(&self) -> Result<()> {
         match *self {
