@@ -4,6 +4,30 @@
 use faer::linalg::matmul::matmul;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use std::sync::Mutex;
+
+/// Scratch workspaces reused across calls: one per concurrent caller, made on first use, so an
+/// evaluation allocates nothing once the pool is warm.
+#[derive(Debug)]
+pub(crate) struct Pool<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Pool<T> {
+    /// Runs `f` with a workspace from the pool (`make` builds one when none is free).
+    pub(crate) fn with<R>(&self, make: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let popped = lock().pop();
+        let mut ws = popped.unwrap_or_else(make);
+        let r = f(&mut ws);
+        lock().push(ws);
+        r
+    }
+}
 
 /// Rows per block of a fused pass: a block of X (rows × m) stays in the core's L2 cache
 /// between its product and its transposed product.

@@ -16,6 +16,18 @@ pub struct PenaltyValue {
     pub l: f64,
 }
 
+impl PenaltyValue {
+    /// From [f(u, v), g(u, v), g(u, w)] at penalty constant γ.
+    fn at([f, g, g_star]: [f64; 3], gamma: f64) -> Self {
+        PenaltyValue {
+            f,
+            g,
+            g_star,
+            l: f + gamma * (g - g_star),
+        }
+    }
+}
+
 /// Evaluator of L_γ and its gradient blocks, with buffers allocated once.
 #[derive(Debug, Clone)]
 pub struct Penalty {
@@ -83,16 +95,11 @@ impl Penalty {
         } else {
             None
         };
-        let [f, g, g_star] = match fused {
+        let values = match fused {
             Some(values) => values,
             None => self.eval_separately(problem, u, v, w, gamma, grad_u, grad_v, batch),
         };
-        PenaltyValue {
-            f,
-            g,
-            g_star,
-            l: f + gamma * (g - g_star),
-        }
+        PenaltyValue::at(values, gamma)
     }
 
     /// Like [`Penalty::eval`], and also fills `gw` = ∇_v g(u, w) from the same evaluation,
@@ -111,13 +118,8 @@ impl Penalty {
     ) -> Option<PenaltyValue> {
         let du = grad_u.then_some(&mut self.du[..]);
         let dv = grad_v.then_some(&mut self.dv[..]);
-        let [f, g, g_star] = problem.penalty_eval_inner(u, v, w, gamma, du, dv, &mut self.gw)?;
-        Some(PenaltyValue {
-            f,
-            g,
-            g_star,
-            l: f + gamma * (g - g_star),
-        })
+        let values = problem.penalty_eval_inner(u, v, w, gamma, du, dv, &mut self.gw)?;
+        Some(PenaltyValue::at(values, gamma))
     }
 
     /// [f(u, v), g(u, v), g(u, w)] and the gradient blocks from three separate calls.

@@ -499,17 +499,25 @@ pub struct Cleaning {
     cache: Mutex<Option<(Vec<f64>, Vec<f64>)>>,
     system_cache: Mutex<Option<WeightedSystem>>,
     val_system: OnceLock<(Mat<f64>, Mat<f64>)>,
-    work: Mutex<Vec<EvalWork>>,
+    work: crate::kernels::Pool<EvalWork>,
     /// X_trnᵀ and X_valᵀ: the features stored by rows for the fused passes, whose row blocks
     /// are then contiguous (faster than strided pieces of every column).
     rows_trn: Mat<f64>,
     rows_val: Mat<f64>,
-    factors: Mutex<Option<Factors>>,
-    /// The last two solutions of both systems with their u (the warm start extrapolates).
-    path: Mutex<Vec<(Vec<f64>, Mat<f64>)>>,
+    /// State of the warm-started exact solves.
+    warm: Mutex<WarmSolves>,
     /// Refreshes, preconditioned solves and their iterations, for reports.
     solve_counts: [std::sync::atomic::AtomicUsize; 3],
     val_full: OnceLock<(Mat<f64>, Mat<f64>)>,
+}
+
+/// What the warm-started exact solves carry from one call to the next.
+#[derive(Debug, Default)]
+struct WarmSolves {
+    /// Preconditioners (None before the first solve).
+    factors: Option<Factors>,
+    /// The last two solutions of both systems with their u (the warm start extrapolates).
+    path: Vec<(Vec<f64>, Mat<f64>)>,
 }
 
 /// Inverses of the two weighted ridge systems at the weights of their last refresh: the
@@ -708,9 +716,8 @@ impl Cleaning {
             cache: Mutex::new(None),
             system_cache: Mutex::new(None),
             val_system: OnceLock::new(),
-            work: Mutex::new(Vec::new()),
-            factors: Mutex::new(None),
-            path: Mutex::new(Vec::new()),
+            work: Default::default(),
+            warm: Mutex::default(),
             solve_counts: Default::default(),
             val_full: OnceLock::new(),
         })
@@ -985,8 +992,8 @@ impl Cleaning {
                 .subcols_mut(n, n)
                 .copy_from(MatRef::from_column_major_slice(v, m, n));
         }
-        let mut fac = self.factors.lock().unwrap_or_else(|e| e.into_inner());
-        let mut path = self.path.lock().unwrap_or_else(|e| e.into_inner());
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let WarmSolves { factors: fac, path } = &mut *warm;
         // Warm start on the line through the last two solutions: x1 + t (x1 − x2), with t the
         // projection of u − u1 on u1 − u2 (the iterates move smoothly in u).
         if let [(u2, x2), (u1, x1)] = path.as_slice() {
@@ -1007,11 +1014,14 @@ impl Cleaning {
         };
         let mut iters = None;
         if let (true, Some(f)) = (fresh, fac.as_ref()) {
-            let apply = |p: MatRef<'_, f64>, mut out: faer::MatMut<'_, f64>| {
+            // out = A P − [B_w, γ B_w] for targets Y (B_w = XᵀΨY), or A P for zero targets:
+            // Xᵀ Ψ (X P − Y) from one fused pass, then λ P, and for the v block X_valᵀX_val P
+            // and the factor γ.
+            let op = |p: MatRef<'_, f64>, y: MatRef<'_, f64>, mut out: faer::MatMut<'_, f64>| {
                 self.with_work(|ws| {
                     fused_pass(
                         self.rows_trn.transpose(),
-                        zeros.as_ref(),
+                        y,
                         p,
                         out.as_mut(),
                         &mut ws.parts,
@@ -1021,7 +1031,6 @@ impl Cleaning {
                         },
                     )
                 });
-                // out = Xᵀ Ψ X P; add λ P, and for the v block X_valᵀX_val P and the factor γ.
                 for j in 0..n {
                     for i in 0..m {
                         out[(i, j)] += lam * p[(i, j)];
@@ -1045,6 +1054,7 @@ impl Cleaning {
                     }
                 }
             };
+            let apply = |p: MatRef<'_, f64>, out: faer::MatMut<'_, f64>| op(p, zeros.as_ref(), out);
             let par = crate::kernels::par_for(m * m * n);
             let mut t = Mat::<f64>::zeros(m, k);
             let precond = |mut z: faer::MatMut<'_, f64>| {
@@ -1061,43 +1071,14 @@ impl Cleaning {
                 }
                 z.copy_from(&t);
             };
-            // R0 = B − A X0 from one pass with the targets: Xᵀ Ψ (X X0 − [Y, Y]) = A' X0 − B',
-            // so XᵀΨY itself is never formed.
-            let mut g0 = Mat::<f64>::zeros(m, k);
-            self.with_work(|ws| {
-                fused_pass(
-                    self.rows_trn.transpose(),
-                    self.y_trn.as_ref(),
-                    x.as_ref(),
-                    g0.as_mut(),
-                    &mut ws.parts,
-                    RowOps {
-                        weight: Some(&psi),
-                        losses: None,
-                    },
-                )
-            });
+            // R0 = B − A X0 from the pass with the targets, so XᵀΨY itself is never formed:
+            // op gives A X0 − [B_w, γ B_w], and B_v = X_valᵀY_val + γ B_w.
             let mut r0 = Mat::<f64>::zeros(m, k);
-            if let Some(gm) = gamma {
-                let mut t = Mat::<f64>::zeros(m, n);
-                matmul(
-                    t.as_mut(),
-                    Accum::Replace,
-                    gval,
-                    x.as_ref().subcols(n, n),
-                    1.0,
-                    Par::Seq,
-                );
-                for j in 0..n {
-                    for i in 0..m {
-                        r0[(i, n + j)] =
-                            bval[(i, j)] - t[(i, j)] - gm * (g0[(i, n + j)] + lam * x[(i, n + j)]);
-                    }
-                }
-            }
-            for j in 0..n {
+            op(x.as_ref(), self.y_trn.as_ref(), r0.as_mut());
+            for j in 0..k {
                 for i in 0..m {
-                    r0[(i, j)] = -(g0[(i, j)] + lam * x[(i, j)]);
+                    let b = if j < n { 0.0 } else { bval[(i, j - n)] };
+                    r0[(i, j)] = b - r0[(i, j)];
                 }
             }
             iters = crate::linalg::block_pcg(
@@ -1249,9 +1230,7 @@ impl Cleaning {
 
     /// Runs `f` with a scratch workspace from the pool (allocated on first use).
     fn with_work<R>(&self, f: impl FnOnce(&mut EvalWork) -> R) -> R {
-        let lock = || self.work.lock().unwrap_or_else(|e| e.into_inner());
-        let popped = lock().pop();
-        let mut ws = popped.unwrap_or_else(|| {
+        let make = || {
             let (m, n) = self.shape();
             let nt = self.data.train.len();
             EvalWork {
@@ -1262,10 +1241,8 @@ impl Cleaning {
                 gf: Mat::zeros(m, n),
                 parts: crate::kernels::Part::pool(nt.max(self.data.val.len()), m, 2 * n),
             }
-        });
-        let r = f(&mut ws);
-        lock().push(ws);
-        r
+        };
+        self.work.with(make, f)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::kernels::{Part, RowOps, fused_pass, matmul_par, par_for};
+use crate::kernels::{Part, Pool, RowOps, fused_pass, matmul_par, par_for};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -245,7 +245,7 @@ pub struct RepLearning {
     cache: Mutex<Vec<PenaltySolution>>,
     // Scratch buffers of the loss evaluations: one per concurrent caller, allocated on first
     // use and reused (no allocation inside an iteration).
-    work: Mutex<Vec<Work>>,
+    work: Pool<Work>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -658,7 +658,7 @@ impl RepLearning {
             init_scale: (4.0 * norms.z_ref).sqrt().max(1.0),
             warnings,
             cache: Mutex::new(Vec::new()),
-            work: Mutex::new(Vec::new()),
+            work: Pool::default(),
         })
     }
 
@@ -1020,15 +1020,11 @@ impl RepLearning {
 
     /// Runs `f` with a scratch workspace from the pool (allocated on first use).
     fn with_work<R>(&self, f: impl FnOnce(&mut Work) -> R) -> R {
-        let lock = || self.work.lock().unwrap_or_else(|e| e.into_inner());
-        let popped = lock().pop();
-        let mut ws = popped.unwrap_or_else(|| {
+        let make = || {
             let (nt, nv) = self.samples();
             Work::new(nt, nv, self.m, self.h, self.n)
-        });
-        let r = f(&mut ws);
-        lock().push(ws);
-        r
+        };
+        self.work.with(make, f)
     }
 
     /// The penalty pieces of [`Problem::penalty_eval`], plus ∇_v g(u, w) into `gw` when given.
