@@ -107,6 +107,8 @@ pub(crate) struct RowOps<'a> {
     pub weight: Option<&'a [f64]>,
     /// Per-row half squared residuals, row-major (row i, group q at `i * groups + q`).
     pub losses: Option<&'a mut [f64]>,
+    /// The residual rows X Z − [Y, Y] themselves (before the weights), N × k.
+    pub rows: Option<MatMut<'a, f64>>,
 }
 
 /// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
@@ -135,7 +137,11 @@ pub(crate) fn fused_pass(
     let parts = &mut parts[..threads];
     let chunk = nrows.div_ceil(threads);
     let weight = ops.weight;
-    let work = |t: usize, part: &mut Part, mut losses: Option<&mut [f64]>| {
+    let work = |t: usize,
+                part: &mut Part,
+                mut losses: Option<&mut [f64]>,
+                rows: Option<MatMut<'_, f64>>| {
+        let mut rows = rows;
         part.val = [0.0; 2];
         let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(nrows));
         if lo >= hi && kg > 0 {
@@ -176,6 +182,9 @@ pub(crate) fn fused_pass(
                 }
                 part.val[q] += s;
             }
+            if let Some(out) = rows.as_mut() {
+                out.rb_mut().subrows_mut(i0 - lo, b).copy_from(rb.rb());
+            }
             if kg > 0 {
                 if let Some(wt) = weight {
                     let wt = &wt[i0..i0 + b];
@@ -200,11 +209,13 @@ pub(crate) fn fused_pass(
         }
     };
     let mut losses = ops.losses;
+    let mut rows = ops.rows;
     if threads == 1 {
         work(
             0,
             &mut parts[0],
             losses.as_deref_mut().map(|l| &mut l[..nrows * groups]),
+            rows.as_mut().map(|r| r.rb_mut().subrows_mut(0, nrows)),
         );
     } else {
         use rayon::prelude::*;
@@ -216,11 +227,22 @@ pub(crate) fn fused_pass(
             None => Vec::new(),
         };
         slices.resize_with(threads, || None);
+        let mut row_chunks: Vec<Option<MatMut<'_, f64>>> = Vec::with_capacity(threads);
+        if let Some(mut r) = rows {
+            for _ in 0..threads {
+                let take = chunk.min(r.nrows());
+                let (head, tail) = r.split_at_row_mut(take);
+                row_chunks.push(Some(head));
+                r = tail;
+            }
+        }
+        row_chunks.resize_with(threads, || None);
         parts
             .par_iter_mut()
             .zip(slices.into_par_iter())
+            .zip(row_chunks.into_par_iter())
             .enumerate()
-            .for_each(|(t, (part, l))| work(t, part, l));
+            .for_each(|(t, ((part, l), r))| work(t, part, l, r));
     }
     let mut val = [0.0; 2];
     for (t, part) in parts.iter().enumerate() {

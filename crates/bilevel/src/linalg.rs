@@ -71,13 +71,16 @@ pub fn sym_eig_range(a: MatRef<'_, f64>) -> Result<(f64, f64)> {
 /// cost one block product per iteration. Stops when every column satisfies
 /// ‖r_j‖ ≤ tol · scale_j (the recursively updated residual; scale_j is typically ‖b_j‖) and
 /// returns the iterations taken, or None after `max_iter` iterations (X then holds the last
-/// iterate).
+/// iterate). `stepped(a)` is told the step sizes after each update X += P diag(a), so a caller
+/// can carry a linear image of X along (X's rows under the data, say) from the products it made.
+#[allow(clippy::too_many_arguments)]
 pub fn block_pcg(
     mut r: Mat<f64>,
     scale: &[f64],
     mut x: faer::MatMut<'_, f64>,
     mut apply: impl FnMut(MatRef<'_, f64>, faer::MatMut<'_, f64>),
     mut precond: impl FnMut(faer::MatMut<'_, f64>),
+    mut stepped: impl FnMut(&[f64]),
     tol: f64,
     max_iter: usize,
 ) -> Option<usize> {
@@ -99,17 +102,20 @@ pub fn block_pcg(
     let mut p = z.clone();
     let mut q = Mat::<f64>::zeros(m, k);
     let mut rz: Vec<f64> = (0..k).map(|j| col_dot(r.as_ref(), z.as_ref(), j)).collect();
+    let mut alpha = vec![0.0; k];
     for it in 1..=max_iter {
         apply(p.as_ref(), q.as_mut());
-        for j in 0..k {
+        for (j, aj) in alpha.iter_mut().enumerate() {
             let pq = col_dot(p.as_ref(), q.as_ref(), j);
             // A converged column (r = 0) has pq = 0: it takes no step.
             let a = if pq > 0.0 { rz[j] / pq } else { 0.0 };
+            *aj = a;
             for i in 0..m {
                 x[(i, j)] += a * p[(i, j)];
                 r[(i, j)] -= a * q[(i, j)];
             }
         }
+        stepped(&alpha);
         if done(&r) {
             return Some(it);
         }

@@ -630,10 +630,11 @@ pub struct CleaningRun {
 /// `iters` iterations. Flops: per refresh the weighted Gram's lower triangle (N m²), its
 /// right-hand side (2Nmn), two Cholesky factorizations (2m³/3) and solves (8m²n); per CG
 /// solve one residual and per CG iteration one operator product, each a pass X_trn·P,
-/// X_trnᵀ(ψ ⊙ ·) on 2n columns (8Nmn) plus X_valᵀX_val on n (2m²n); per iteration the
-/// u gradient (X_trn[W, w]: 4Nmn) and f (X_val W: 2N'mn). Bytes: X_trn read once per pass
-/// (refresh included) and X_val once per iteration. This is the floor of the algorithm as run,
-/// not of a different one.
+/// X_trnᵀ(ψ ⊙ ·) on 2n columns (8Nmn) plus X_valᵀX_val on n (2m²n); per iteration f
+/// (X_val W: 2N'mn), and after a refresh the u gradient's residuals (X_trn[W, w]: 4Nmn; after
+/// a CG solve they come with the solve). Bytes: X_trn read once per pass (refresh and its
+/// residuals included) and X_val once per iteration. This is the floor of the algorithm as
+/// run, not of a different one.
 pub fn cleaning_run_cost(
     (nt, nv, m, n): (usize, usize, usize, usize),
     refreshes: usize,
@@ -645,10 +646,10 @@ pub fn cleaning_run_cost(
     let (r, passes, it) = (refreshes as f64, (solves + cg_iters) as f64, iters as f64);
     let refresh = nt * m * m + 2.0 * nt * m * n + 2.0 * m * m * m / 3.0 + 8.0 * m * m * n;
     let pass = 8.0 * nt * m * n + 2.0 * m * m * n;
-    let eval = 4.0 * nt * m * n + 2.0 * nv * m * n;
+    let (rows, eval) = (4.0 * nt * m * n, 2.0 * nv * m * n);
     Cost {
-        flops: r * refresh + passes * pass + it * eval,
-        bytes: 8.0 * m * (nt * (r + passes + it) + nv * it),
+        flops: r * (refresh + rows) + passes * pass + it * eval,
+        bytes: 8.0 * m * (nt * (2.0 * r + passes) + nv * it),
     }
 }
 
