@@ -179,6 +179,9 @@ def run_step_best(xp, d, k, u, c):
 
 
 RUN_STEPS = {"naive": run_step_naive, "best": run_step_best}
+# Whole runs are timed as the fastest of this many (ours too: `perf::RUN_REPS`), which takes
+# most of the other work on the machine out of the comparison.
+RUN_REPS = 3
 
 
 def run_cleaning_run(case_dir, c, jax_mod):
@@ -216,14 +219,21 @@ def run_cleaning_run(case_dir, c, jax_mod):
                 jit.lower(dd, k, jnp.zeros(d[0].shape[0])).compile()
                 compile_s = time.perf_counter() - t
                 call = lambda u, jit=jit, dd=dd, k=k: jax.block_until_ready(jit(dd, k, u))
-            u = np.zeros(d[0].shape[0]) if lib == "numpy" else jax_mod[1].zeros(d[0].shape[0])
-            total, times, accs = const_s, [], []
-            for _ in range(c["iters"]):
-                t = time.perf_counter()
-                u, v = call(u)
-                total += time.perf_counter() - t
-                times.append(total)
-                accs.append(float(np.mean(np.argmax(xte @ np.asarray(v), axis=1) == lte)))
+            # The fastest of RUN_REPS runs (as for ours); the naive versions are far off and
+            # take minutes, so they run once.
+            best = None
+            for _ in range(RUN_REPS if version == "best" else 1):
+                u = np.zeros(d[0].shape[0]) if lib == "numpy" else jax_mod[1].zeros(d[0].shape[0])
+                total, times, accs = const_s, [], []
+                for _ in range(c["iters"]):
+                    t = time.perf_counter()
+                    u, v = call(u)
+                    total += time.perf_counter() - t
+                    times.append(total)
+                    accs.append(float(np.mean(np.argmax(xte @ np.asarray(v), axis=1) == lte)))
+                if best is None or total < best[0]:
+                    best = (total, times, accs, u, v)
+            total, times, accs, u, v = best
             errs = [rel_err(u, u_ours), rel_err(v, v_ours)]
             ok = max(errs) <= AGREE_RTOL and accs == list(acc_ours)
             ti = c["target_iter"] - 1

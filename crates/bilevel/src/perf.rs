@@ -653,11 +653,15 @@ pub fn cleaning_run_cost(
     }
 }
 
+/// Whole runs are timed as the fastest of this many (the peers do the same).
+pub const RUN_REPS: usize = 3;
+
 /// Runs the Fashion-MNIST hyper-cleaning of the `cleaning` experiment (seed `seed`, 5,000 /
 /// 5,000 / 10,000, p = 0.5, λ = [`crate::experiments::FM_LAMBDA`], γ =
 /// [`crate::experiments::FM_GAMMA`], Gauss–Seidel PBGD with the exact v block and u step
 /// FM_C / FM_GAMMA, [`crate::experiments::FM_ITERS`] iterations from u = 0, W = 0), timing
-/// every step and evaluating the test accuracy between steps (untimed), and writes into `dir`:
+/// every step and evaluating the test accuracy between steps (untimed), [`RUN_REPS`] times on
+/// fresh instances (they must agree exactly; the fastest is kept), and writes into `dir`:
 /// the data (x_trn, labels_trn, x_val, labels_val, x_test, labels_test .npy), our final u and
 /// W (u.npy, v.npy), the per-iteration test accuracy and cumulative time (acc.npy, time.npy),
 /// and case.json. Needs Fashion-MNIST installed.
@@ -684,7 +688,65 @@ pub fn export_cleaning_run(
         bound: 10.0,
         ..Default::default()
     };
-    let p = Cleaning::new(load_fashion_mnist(&cfg)?, settings)?;
+    let data = load_fashion_mnist(&cfg)?;
+    let u_step = FM_C / FM_GAMMA;
+    // The fastest of RUN_REPS runs, each on a fresh instance (the warm-started solves keep
+    // state); every run must give the same iterates and accuracies.
+    struct Timed {
+        p: Cleaning,
+        state: State,
+        acc: Vec<f64>,
+        time: Vec<f64>,
+        total: f64,
+    }
+    let mut best: Option<Timed> = None;
+    for _ in 0..RUN_REPS {
+        let p = Cleaning::new(data.clone(), settings)?;
+        let mut solver = Pbgd::gauss_seidel(FM_GAMMA).with_exact_v(StepRule::Fixed(u_step));
+        let (u, v) = p.default_start();
+        let mut state = State {
+            u,
+            v,
+            iter: 0,
+            rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
+        };
+        let (mut acc, mut time) = (Vec::new(), Vec::new());
+        let mut total = 0.0;
+        let t = Instant::now();
+        solver.init(&p, &mut state)?;
+        total += t.elapsed().as_secs_f64();
+        for _ in 0..FM_ITERS {
+            let t = Instant::now();
+            solver.step(&p, &mut state)?;
+            total += t.elapsed().as_secs_f64();
+            state.iter += 1;
+            time.push(total);
+            acc.push(p.evaluate(&state.v).test_acc);
+        }
+        if let Some(b) = best.as_ref()
+            && (b.state.u != state.u || b.state.v != state.v || b.acc != acc)
+        {
+            return Err(crate::error::Error::Unsupported(
+                "repeated Fashion-MNIST runs gave different iterates (not reproducible)".into(),
+            ));
+        }
+        if best.as_ref().is_none_or(|b| total < b.total) {
+            best = Some(Timed {
+                p,
+                state,
+                acc,
+                time,
+                total,
+            });
+        }
+    }
+    let Timed {
+        p,
+        state,
+        acc,
+        time,
+        total,
+    } = best.expect("RUN_REPS > 0");
     let d = p.data();
     let (m, n) = (d.features(), d.classes);
     let save =
@@ -694,28 +756,6 @@ pub fn export_cleaning_run(
     for (name, split) in [("trn", &d.train), ("val", &d.val), ("test", &d.test)] {
         save(&format!("x_{name}"), &split.x)?;
         save(&format!("labels_{name}"), &labels(&split.labels))?;
-    }
-    let u_step = FM_C / FM_GAMMA;
-    let mut solver = Pbgd::gauss_seidel(FM_GAMMA).with_exact_v(StepRule::Fixed(u_step));
-    let (u, v) = p.default_start();
-    let mut state = State {
-        u,
-        v,
-        iter: 0,
-        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
-    };
-    let (mut acc, mut time) = (Vec::new(), Vec::new());
-    let mut total = 0.0;
-    let t = Instant::now();
-    solver.init(&p, &mut state)?;
-    total += t.elapsed().as_secs_f64();
-    for _ in 0..FM_ITERS {
-        let t = Instant::now();
-        solver.step(&p, &mut state)?;
-        total += t.elapsed().as_secs_f64();
-        state.iter += 1;
-        time.push(total);
-        acc.push(p.evaluate(&state.v).test_acc);
     }
     let last = *acc.last().unwrap_or(&f64::NAN);
     let target = acc
