@@ -9,7 +9,7 @@ use bilevel::diagnostics::gradient_check;
 use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve, Split,
 };
-use bilevel::solvers::{Bome, F2sa, InnerLoop, Pbgd, Solver, StepRule};
+use bilevel::solvers::{Bome, F2sa, GammaSchedule, InnerLoop, Pbgd, Solver, StepRule};
 use bilevel::{Error, Problem, RunOptions, run};
 use faer::Mat;
 use rand::RngExt;
@@ -1084,6 +1084,30 @@ fn warm_cg_solves_follow_the_direct_path() {
     let mut wd = vec![0.0; direct.dim_v()];
     assert!(direct.ll_solution(&u, &mut wd));
     assert!(rel_err(&w, &wd) <= 1e-9, "{:.1e}", rel_err(&w, &wd));
+    // γ ramped over the first 10 iterations, then held: the path restarts at each change
+    // (the v block's solutions depend on γ) and the warm solves still follow the direct ones.
+    let ramp = |p: &Cleaning| {
+        let mut s = Pbgd::gauss_seidel(10.0)
+            .with_gamma(GammaSchedule::Linear {
+                start: 2.0,
+                end: 10.0,
+                iters: 10,
+            })
+            .with_exact_v(StepRule::Fixed(0.5));
+        let (u0, v0) = p.default_start();
+        let o = RunOptions {
+            max_iter: 30,
+            record_every: 7,
+            ..RunOptions::default()
+        };
+        run(p, &mut s, &u0, &v0, &o, &mut []).unwrap()
+    };
+    let (direct, cg) = (make(ExactSolve::Direct), make(ExactSolve::WarmCg));
+    let (a, b) = (ramp(&direct), ramp(&cg));
+    let (eu, ev) = (rel_err(&b.u, &a.u), rel_err(&b.v, &a.v));
+    assert!(eu <= 1e-9 && ev <= 1e-9, "γ ramp: u {eu:.1e}, W {ev:.1e}");
+    let (_, solves, _) = cg.solve_counts();
+    assert!(solves >= 10, "CG ran after the ramp: {}", cg.solve_stats());
     // warm-cg needs positive definite systems.
     let bad = CleaningSettings {
         lambda: 0.0,

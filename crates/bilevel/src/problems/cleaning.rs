@@ -444,7 +444,8 @@ pub enum ExactSolve {
     /// Conjugate gradients warm-started on the path of earlier solutions and preconditioned by
     /// Cholesky factors from an earlier u, to a relative residual of 1e-12 (least squares with
     /// λ > 0). Results agree with the direct solve to about 1e-11; a problem instance shared by
-    /// concurrent runs gives results that agree to that level but not bit for bit.
+    /// concurrent runs gives results that agree to that level but not bit for bit, and slower
+    /// (the warm start then fits a path that mixes the runs).
     WarmCg,
 }
 
@@ -1080,9 +1081,19 @@ impl Cleaning {
             image,
             xp: xp_buf,
         } = &mut *warm;
-        // The image is rebuilt by this solve (or dropped when it refreshes instead); its rows
-        // buffer is reused.
-        let old_rows = image.take().map(|(_, rows)| rows);
+        // A solve of both systems rebuilds the image (or drops it when it refreshes instead)
+        // and reuses its rows buffer; a g*-only solve leaves it alone.
+        let old_rows = if k == 2 * n {
+            image.take().map(|(_, rows)| rows)
+        } else {
+            None
+        };
+        // The v block's solutions depend on γ: after a change the path no longer fits.
+        if let (Some(gm), Some(f)) = (gamma, fac.as_ref())
+            && f.v.as_ref().map(|(g, _)| *g) != Some(gm)
+        {
+            path.clear();
+        }
         if let Some(x0) = secant_start(path, u) {
             x = x0.subcols(0, k).to_owned();
         }
