@@ -140,8 +140,7 @@ pub(crate) fn fused_pass(
     let work = |t: usize,
                 part: &mut Part,
                 mut losses: Option<&mut [f64]>,
-                rows: Option<MatMut<'_, f64>>| {
-        let mut rows = rows;
+                mut rows: Option<MatMut<'_, f64>>| {
         part.val = [0.0; 2];
         let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(nrows));
         if lo >= hi && kg > 0 {

@@ -381,10 +381,7 @@ pub fn export_replearn_case(
     let (_, s) = size.sizes();
     let cost = replearn_iteration_cost(s.n_trn, s.n_val, s.m, s.h, s.n, update);
     let case = ExportedCase {
-        name: dir
-            .file_name()
-            .map(|x| x.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: case_name(dir),
         kind: "replearn".into(),
         update: match update {
             Update::Jacobi => "jacobi",
@@ -404,7 +401,15 @@ pub fn export_replearn_case(
     Ok(case)
 }
 
-fn write_case(dir: &std::path::Path, case: &ExportedCase) -> Result<()> {
+/// A case's name: its directory's.
+fn case_name(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes `case` as `dir`/case.json.
+fn write_case(dir: &std::path::Path, case: &impl serde::Serialize) -> Result<()> {
     let json = serde_json::to_string_pretty(case).unwrap_or_default();
     std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
         path: dir.display().to_string(),
@@ -461,10 +466,7 @@ pub fn export_cleaning_case(
     });
     let cost = cleaning_eval_cost(nt, nv, m, n);
     let case = ExportedCase {
-        name: dir
-            .file_name()
-            .map(|x| x.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: case_name(dir),
         kind: "cleaning".into(),
         update: "penalty-gradient".into(),
         alpha: p.settings().u_scale,
@@ -778,10 +780,7 @@ pub fn export_cleaning_run(
         cleaning_run_cost(shape, refreshes, solves, cg_iters, FM_ITERS)
     };
     let run = CleaningRun {
-        name: dir
-            .file_name()
-            .map(|x| x.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: case_name(dir),
         kind: "cleaning-run".into(),
         lambda: FM_LAMBDA,
         gamma: FM_GAMMA,
@@ -797,10 +796,6 @@ pub fn export_cleaning_run(
         cost,
         floor: cost.floor(rates),
     };
-    let json = serde_json::to_string_pretty(&run).unwrap_or_default();
-    std::fs::write(dir.join("case.json"), json).map_err(|e| crate::error::Error::Write {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    write_case(dir, &run)?;
     Ok(run)
 }

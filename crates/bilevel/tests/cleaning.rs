@@ -1051,17 +1051,21 @@ fn warm_cg_solves_follow_the_direct_path() {
         Cleaning::new(data.clone(), s).unwrap()
     };
     let (direct, cg) = (make(ExactSolve::Direct), make(ExactSolve::WarmCg));
-    let go = |p: &Cleaning| {
-        let mut s = Pbgd::gauss_seidel(10.0).with_exact_v(StepRule::Fixed(0.5));
+    // Gauss–Seidel PBGD with the exact v block under the γ schedule, from the default start.
+    let go = |p: &Cleaning, gamma: GammaSchedule, max_iter: usize| {
+        let mut s = Pbgd::gauss_seidel(10.0)
+            .with_gamma(gamma)
+            .with_exact_v(StepRule::Fixed(0.5));
         let (u0, v0) = p.default_start();
         let o = RunOptions {
-            max_iter: 40,
+            max_iter,
             record_every: 7,
             ..RunOptions::default()
         };
         run(p, &mut s, &u0, &v0, &o, &mut []).unwrap()
     };
-    let (a, b) = (go(&direct), go(&cg));
+    let fixed = GammaSchedule::Constant(10.0);
+    let (a, b) = (go(&direct, fixed, 40), go(&cg, fixed, 40));
     let (eu, ev) = (rel_err(&b.u, &a.u), rel_err(&b.v, &a.v));
     println!(
         "warm CG vs direct: u {eu:.1e}, W {ev:.1e}; {}",
@@ -1086,24 +1090,13 @@ fn warm_cg_solves_follow_the_direct_path() {
     assert!(rel_err(&w, &wd) <= 1e-9, "{:.1e}", rel_err(&w, &wd));
     // γ ramped over the first 10 iterations, then held: the path restarts at each change
     // (the v block's solutions depend on γ) and the warm solves still follow the direct ones.
-    let ramp = |p: &Cleaning| {
-        let mut s = Pbgd::gauss_seidel(10.0)
-            .with_gamma(GammaSchedule::Linear {
-                start: 2.0,
-                end: 10.0,
-                iters: 10,
-            })
-            .with_exact_v(StepRule::Fixed(0.5));
-        let (u0, v0) = p.default_start();
-        let o = RunOptions {
-            max_iter: 30,
-            record_every: 7,
-            ..RunOptions::default()
-        };
-        run(p, &mut s, &u0, &v0, &o, &mut []).unwrap()
+    let ramp = GammaSchedule::Linear {
+        start: 2.0,
+        end: 10.0,
+        iters: 10,
     };
     let (direct, cg) = (make(ExactSolve::Direct), make(ExactSolve::WarmCg));
-    let (a, b) = (ramp(&direct), ramp(&cg));
+    let (a, b) = (go(&direct, ramp, 30), go(&cg, ramp, 30));
     let (eu, ev) = (rel_err(&b.u, &a.u), rel_err(&b.v, &a.v));
     assert!(eu <= 1e-9 && ev <= 1e-9, "γ ramp: u {eu:.1e}, W {ev:.1e}");
     let (_, solves, _) = cg.solve_counts();
