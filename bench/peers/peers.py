@@ -7,7 +7,8 @@ four versions, checks that every version agrees with ours before timing it, and 
 table. Each version is "naive" (the formulas as they read: X W1 W2 left to right, so X W1 is
 formed) or "best" (Z = W1 W2 first, right-hand sides [W2, w] stacked into one product with X
 and [R, R_w] into one transposed product). JAX versions are jit-compiled with float64; compile
-time is measured apart.
+time is measured apart. Representation learning also runs "best-r", the best order over the R
+of a QR of each X with N >= m (what our passes read), shown apart from the four versions.
 
 Hyper-cleaning (method.md section 7, least squares on one-hot labels, psi = sigmoid(s u)):
   f = 1/2||Xv W - Yv||^2, g(u, W) = 1/2 sum_i psi_i ||W^T x_i - y_i||^2 + lam/2 ||W||^2;
@@ -87,6 +88,24 @@ def best_step(xp, d, W1, W2, w, c):
 
 
 STEPS = {"naive": naive_step, "best": best_step}
+
+
+# ------------------------------------- the best order over R (not one of the four versions)
+def r_form(d):
+    """Replaces each (X, Y) with N >= m by (R, Q^T Y) from X = QR: the gradients (all the step
+    uses) are the same, X^T(XZ - Y) = R^T(RZ - Q^T Y), from a matrix of m x m instead of N x m.
+    This is the algebra of our passes (kernels::LsData), so that its gain is shown apart from
+    the implementation's. Computed once per case, outside the timing."""
+    out = []
+    for X, Y in ((d[0], d[1]), (d[2], d[3])):
+        if X.shape[0] >= X.shape[1]:
+            Q, R = np.linalg.qr(X)
+            X, Y = R, Q.T @ Y
+        out += [X, Y]
+    return tuple(out)
+
+
+EXTRA = "-best-r"  # version suffix of the peers outside the issue's four
 
 
 # ------------------------------------------------------------------------- hyper-cleaning
@@ -285,21 +304,25 @@ def run_case(case_dir, jax_mod, budget):
         d = tuple(load(k) for k in ("x_trn", "y_trn", "x_val", "y_val"))
         s0 = tuple(load(k) for k in ("w1_0", "w2_0", "w_0"))
         ours_k = tuple(load(k) for k in ("w1_k", "w2_k", "w_k"))
-        versions, iters = STEPS, c["check_iters"]
+        versions, iters = dict(STEPS), c["check_iters"]
+        if any(x.shape[0] >= x.shape[1] for x in (d[0], d[2])):
+            versions["best-r"] = best_step
     # Replearn steps map a state to the next; a cleaning evaluation always starts from s0.
     chain = c["kind"] != "cleaning"
-    out = {"case": c["name"], "ours_s": c["seconds"], "floor_s": c["floor"], "peers": {}}
+    out = {"case": c["name"], "ours_s": c["seconds"], "floor_s": c["floor"],
+           "work_floor_s": c["work_floor"], "peers": {}}
     for lib in ("numpy", "jax"):
         if lib == "jax" and jax_mod is None:
             continue
         for version, step in versions.items():
             key = f"{lib}-{version}"
             compile_s = None
+            dv = r_form(d) if version == "best-r" else d
             if lib == "numpy":
-                call = lambda s, step=step: step(np, d, *s, c)
+                call = lambda s, step=step, dv=dv: step(np, dv, *s, c)
             else:
                 jax, jnp = jax_mod
-                dd = tuple(jnp.asarray(x) for x in d)
+                dd = tuple(jnp.asarray(x) for x in dv)
                 jit = jax.jit(lambda dd, W1, W2, w, step=step: step(jnp, dd, W1, W2, w, c))
                 t = time.perf_counter()
                 jit.lower(dd, *s0).compile()
@@ -325,21 +348,30 @@ def run_case(case_dir, jax_mod, budget):
 
 def table(results):
     head = ("| case | ours (ms) | NumPy naive | NumPy best | JAX naive | JAX best | "
-            "fastest peer / ours | floor (ms) | ours / floor | JAX compile (s) |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "fastest peer / ours | floor (ms) | ours / floor | floor of our work (ms) "
+            "| ours / that | NumPy best over R | JAX best over R | fastest over R / ours "
+            "| JAX compile (s) |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if r.get("kind") == "cleaning-run":
             continue
         p = r["peers"]
         ms = lambda k: (f"{p[k]['seconds'] * 1e3:.3f}" if k in p and p[k]["agrees"]
                         else ("disagrees" if k in p else "—"))
-        timed_peers = [v["seconds"] for v in p.values() if v["agrees"]]
+        # The issue's four versions; the versions over R are shown apart.
+        timed_peers = [v["seconds"] for k, v in p.items()
+                       if v["agrees"] and not k.endswith(EXTRA)]
         fastest = min(timed_peers) if timed_peers else float("nan")
+        over_r = [v["seconds"] for k, v in p.items() if v["agrees"] and k.endswith(EXTRA)]
+        fastest_r = f"{min(over_r) / r['ours_s']:.2f}" if over_r else "—"
+        work = r.get("work_floor_s", r["floor_s"])
         comp = ", ".join(f"{p[k]['compile_s']:.2f}" for k in ("jax-naive", "jax-best") if k in p)
         lines.append(
             f"| {r['case']} | {r['ours_s'] * 1e3:.3f} | {ms('numpy-naive')} | {ms('numpy-best')} "
             f"| {ms('jax-naive')} | {ms('jax-best')} | {fastest / r['ours_s']:.2f} "
-            f"| {r['floor_s'] * 1e3:.3f} | {r['ours_s'] / r['floor_s']:.2f} | {comp} |")
+            f"| {r['floor_s'] * 1e3:.3f} | {r['ours_s'] / r['floor_s']:.2f} "
+            f"| {work * 1e3:.3f} | {r['ours_s'] / work:.2f} | {ms('numpy-best-r')} "
+            f"| {ms('jax-best-r')} | {fastest_r} | {comp} |")
     runs = [r for r in results if r.get("kind") == "cleaning-run"]
     if runs:
         lines += ["", "| whole run | iterations | ours (s) | NumPy naive | NumPy best | JAX naive "

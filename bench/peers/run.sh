@@ -8,7 +8,8 @@
 # 2. Builds our binary (release; CARGO_TARGET_DIR is honoured) and runs `bilevel bench`, which
 #    measures the machine rates, exports every case (data, start point, our iterates after the
 #    check iterations) and times our iteration.
-# 3. Runs the four peer versions on each exported case: each must agree with our iterates
+# 3. Runs the four peer versions (and the best order over R, shown apart) on each exported
+#    case: each must agree with our iterates
 #    (relative error <= 1e-8) before it is timed. Prints the table and writes peers.json.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

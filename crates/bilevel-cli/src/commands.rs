@@ -92,6 +92,7 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
             shape: String::new(),
             seconds: c.seconds,
             cost: c.cost,
+            work: c.work,
         })
         .collect();
     let threads = rayon::current_num_threads();

@@ -109,6 +109,43 @@ pub(crate) struct RowOps<'a> {
     pub losses: Option<&'a mut [f64]>,
     /// The residual rows X Z − [Y, Y] themselves (before the weights), N × k.
     pub rows: Option<MatMut<'a, f64>>,
+    /// X is upper trapezoidal (row i is zero left of column i, as the R of a QR): each row
+    /// block reads only the columns from its first row on, and the threads split the rows by
+    /// nonzeros instead of by count.
+    pub upper: bool,
+}
+
+/// Row ranges of the threads of a pass over an `nrows` × `ncols` matrix: equal row counts, or
+/// for an upper trapezoidal matrix equal numbers of nonzeros (row i holds ncols − i of them).
+fn thread_bounds(nrows: usize, ncols: usize, threads: usize, upper: bool) -> Vec<usize> {
+    let mut bounds = vec![0; threads + 1];
+    if !upper {
+        let chunk = nrows.div_ceil(threads);
+        for (t, b) in bounds.iter_mut().enumerate() {
+            *b = (t * chunk).min(nrows);
+        }
+        return bounds;
+    }
+    let width = |i: usize| ncols.saturating_sub(i);
+    let total: usize = (0..nrows).map(width).sum();
+    let (mut t, mut acc) = (1, 0);
+    for i in 0..nrows {
+        if t < threads && acc * threads >= t * total {
+            bounds[t] = i;
+            t += 1;
+        }
+        acc += width(i);
+    }
+    for b in &mut bounds[t..] {
+        *b = nrows;
+    }
+    bounds
+}
+
+/// Rows per block of an upper trapezoidal pass: finer than the cache bound, so that the skipped
+/// zeros approach half of the matrix (at least 8 blocks per thread, at least 16 rows each).
+fn upper_block(nrows: usize, threads: usize, cache_rows: usize) -> usize {
+    nrows.div_ceil(8 * threads).max(16).min(cache_rows)
 }
 
 /// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
@@ -125,25 +162,31 @@ pub(crate) fn fused_pass(
     parts: &mut [Part],
     ops: RowOps<'_>,
 ) -> [f64; 2] {
-    let (nrows, n) = (x.nrows(), y.ncols());
+    let (nrows, ncols, n) = (x.nrows(), x.ncols(), y.ncols());
     let (k, kg) = (z.ncols(), g.ncols());
     let groups = k / n;
-    let block = parts[0].r.nrows();
-    let threads = if x.nrows() * x.ncols() * k >= PAR_MIN_FMAS {
-        parts.len().min(nrows.div_ceil(block))
+    let upper = ops.upper;
+    let threads = if nrows * ncols * k >= PAR_MIN_FMAS {
+        parts.len().min(nrows.div_ceil(parts[0].r.nrows()))
     } else {
         1
     };
+    let block = if upper {
+        upper_block(nrows, threads, parts[0].r.nrows())
+    } else {
+        parts[0].r.nrows()
+    };
     let parts = &mut parts[..threads];
-    let chunk = nrows.div_ceil(threads);
+    let bounds = thread_bounds(nrows, ncols, threads, upper);
     let weight = ops.weight;
     let work = |t: usize,
                 part: &mut Part,
                 mut losses: Option<&mut [f64]>,
                 mut rows: Option<MatMut<'_, f64>>| {
         part.val = [0.0; 2];
-        let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(nrows));
-        if lo >= hi && kg > 0 {
+        let (lo, hi) = (bounds[t], bounds[t + 1]);
+        if (lo >= hi || upper) && kg > 0 {
+            // Upper blocks add into their own rows of G only.
             part.g.fill(0.0);
         }
         if let Some(l) = losses.as_deref_mut() {
@@ -153,9 +196,18 @@ pub(crate) fn fused_pass(
         let mut i0 = lo;
         while i0 < hi {
             let b = block.min(hi - i0);
-            let xb = x.subrows(i0, b);
+            // Columns left of c0 are zero in these rows when X is upper trapezoidal.
+            let c0 = if upper { i0.min(ncols) } else { 0 };
+            let xb = x.submatrix(i0, c0, b, ncols - c0);
             let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
-            matmul(rb.rb_mut(), Accum::Replace, xb, z, 1.0, Par::Seq);
+            matmul(
+                rb.rb_mut(),
+                Accum::Replace,
+                xb,
+                z.subrows(c0, ncols - c0),
+                1.0,
+                Par::Seq,
+            );
             for q in 0..groups {
                 let mut s = 0.0;
                 for j in 0..n {
@@ -192,8 +244,12 @@ pub(crate) fn fused_pass(
                         rc.iter_mut().zip(wt).for_each(|(r, w)| *r *= w);
                     }
                 }
-                let acc = if first { Accum::Replace } else { Accum::Add };
-                let gp = part.g.as_mut().submatrix_mut(0, 0, x.ncols(), kg);
+                let acc = if first && !upper {
+                    Accum::Replace
+                } else {
+                    Accum::Add
+                };
+                let gp = part.g.as_mut().submatrix_mut(c0, 0, ncols - c0, kg);
                 matmul(
                     gp,
                     acc,
@@ -219,18 +275,23 @@ pub(crate) fn fused_pass(
     } else {
         use rayon::prelude::*;
         let mut slices: Vec<Option<&mut [f64]>> = match losses {
-            Some(l) => l[..nrows * groups]
-                .chunks_mut(chunk * groups)
-                .map(Some)
-                .collect(),
+            Some(mut l) => {
+                let mut out = Vec::with_capacity(threads);
+                for t in 0..threads {
+                    let take = (bounds[t + 1] - bounds[t]) * groups;
+                    let (head, tail) = std::mem::take(&mut l).split_at_mut(take);
+                    out.push(Some(head));
+                    l = tail;
+                }
+                out
+            }
             None => Vec::new(),
         };
         slices.resize_with(threads, || None);
         let mut row_chunks: Vec<Option<MatMut<'_, f64>>> = Vec::with_capacity(threads);
         if let Some(mut r) = rows {
-            for _ in 0..threads {
-                let take = chunk.min(r.nrows());
-                let (head, tail) = r.split_at_row_mut(take);
+            for t in 0..threads {
+                let (head, tail) = r.split_at_row_mut(bounds[t + 1] - bounds[t]);
                 row_chunks.push(Some(head));
                 r = tail;
             }
@@ -248,7 +309,7 @@ pub(crate) fn fused_pass(
         val[0] += part.val[0];
         val[1] += part.val[1];
         if kg > 0 {
-            let gp = part.g.as_ref().submatrix(0, 0, x.ncols(), kg);
+            let gp = part.g.as_ref().submatrix(0, 0, ncols, kg);
             if t == 0 {
                 g.copy_from(gp);
             } else {
@@ -257,4 +318,163 @@ pub(crate) fn fused_pass(
         }
     }
     [0.5 * val[0], 0.5 * val[1]]
+}
+
+/// The data of a least-squares loss ½‖X Z − Y‖² in the form the fused passes read. When X has
+/// at least as many rows as columns it is replaced by the R of a QR, X = Q R: then
+/// ‖X Z − Y‖² = ‖R Z − QᵀY‖² + ‖(I − Q Qᵀ) Y‖² and Xᵀ(X Z − Y) = Rᵀ(R Z − QᵀY) exactly, for
+/// every Z, and R (m × m, upper triangular) holds at most half of X's entries. Both terms are
+/// sums of squares, so small losses keep their relative accuracy (unlike the Gram form XᵀX).
+#[derive(Debug)]
+pub(crate) struct LsData {
+    /// The matrix the passes read (R, or X itself), stored by rows: its transpose.
+    rows: Mat<f64>,
+    /// QᵀY (or Y).
+    y: Mat<f64>,
+    /// ½‖(I − Q Qᵀ) Y‖² (or 0).
+    offset: f64,
+    upper: bool,
+}
+
+impl LsData {
+    pub(crate) fn new(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Self {
+        let (nr, m, n) = (x.nrows(), x.ncols(), y.ncols());
+        if nr < m || m == 0 {
+            return LsData {
+                rows: x.transpose().to_owned(),
+                y: y.to_owned(),
+                offset: 0.0,
+                upper: false,
+            };
+        }
+        // One QR of [X, Y]: its R is [[R, QᵀY], [0, T]] with ‖T‖² = ‖(I − Q Qᵀ) Y‖².
+        let mut xy = Mat::zeros(nr, m + n);
+        xy.as_mut().subcols_mut(0, m).copy_from(x);
+        xy.as_mut().subcols_mut(m, n).copy_from(y);
+        let qr = xy.qr();
+        let r = qr.thin_R();
+        let mut offset = 0.0;
+        for j in m..m + n {
+            for i in m..r.nrows().min(j + 1) {
+                offset += r[(i, j)] * r[(i, j)];
+            }
+        }
+        LsData {
+            rows: Mat::from_fn(m, m, |i, j| if j <= i { r[(j, i)] } else { 0.0 }),
+            y: r.submatrix(0, m, m, n).to_owned(),
+            offset: 0.5 * offset,
+            upper: true,
+        }
+    }
+
+    /// Rows of the matrix the passes read (m when X was replaced by R).
+    pub(crate) fn nrows(&self) -> usize {
+        self.rows.ncols()
+    }
+
+    /// [`fused_pass`] on this loss: ½‖X Z_q − Y‖² for each group of Z's columns, and
+    /// G = Xᵀ(X Z − [Y, Y]) restricted to its first `g.ncols()` columns.
+    pub(crate) fn pass(
+        &self,
+        z: MatRef<'_, f64>,
+        g: MatMut<'_, f64>,
+        parts: &mut [Part],
+    ) -> [f64; 2] {
+        let groups = z.ncols() / self.y.ncols().max(1);
+        let ops = RowOps {
+            upper: self.upper,
+            ..RowOps::default()
+        };
+        let mut val = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);
+        for v in val.iter_mut().take(groups) {
+            *v += self.offset;
+        }
+        val
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn gaussian(seed: u64, r: usize, c: usize) -> Mat<f64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Mat::from_fn(r, c, |_, _| StandardNormal.sample(&mut rng))
+    }
+
+    #[test]
+    fn thread_bounds_cover_the_rows_and_balance_the_triangle() {
+        for (nrows, ncols, threads) in [(1000, 1000, 2), (784, 784, 3), (50, 100, 2), (7, 7, 4)] {
+            for upper in [false, true] {
+                let b = thread_bounds(nrows, ncols, threads, upper);
+                assert_eq!((b[0], b[threads]), (0, nrows));
+                assert!(b.windows(2).all(|w| w[0] <= w[1]), "{b:?}");
+                if upper && nrows >= 100 {
+                    // Each thread's nonzeros within one row of the even share.
+                    let nnz = |lo: usize, hi: usize| (lo..hi).map(|i| ncols - i).sum::<usize>();
+                    let share = nnz(0, nrows) / threads;
+                    for w in b.windows(2) {
+                        assert!(nnz(w[0], w[1]).abs_diff(share) <= ncols, "{b:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The passes over R from a QR give the losses and Xᵀ(X Z − Y) of the data as given: tall,
+    /// square and wide X, one rank-deficient, two column groups, and a size whose pass splits
+    /// over threads and row blocks. Tolerance 1e-12 relative to the scale of each quantity.
+    #[test]
+    fn least_squares_passes_over_r_match_the_data_as_given() {
+        let rank_deficient = {
+            let a = gaussian(5, 300, 40);
+            let b = gaussian(6, 40, 120);
+            &a * &b // 300 × 120 of rank 40
+        };
+        let cases = [
+            gaussian(1, 900, 300),
+            gaussian(2, 300, 300),
+            gaussian(3, 50, 100),
+            rank_deficient,
+        ];
+        for (c, x) in cases.iter().enumerate() {
+            let (nr, m, n) = (x.nrows(), x.ncols(), 7);
+            let y = gaussian(10 + c as u64, nr, n);
+            let z = gaussian(20 + c as u64, m, 2 * n);
+            let ls = LsData::new(x.as_ref(), y.as_ref());
+            assert_eq!(ls.upper, nr >= m);
+            let mut parts = Part::pool(ls.nrows(), m, 2 * n);
+            for kg in [0, n, 2 * n] {
+                let mut g = Mat::zeros(m, kg);
+                let val = ls.pass(z.as_ref(), g.as_mut(), &mut parts);
+                for q in 0..2 {
+                    let r = x * z.as_ref().subcols(q * n, n) - &y;
+                    let want = 0.5 * r.squared_norm_l2();
+                    assert!(
+                        (val[q] - want).abs() <= 1e-12 * want,
+                        "case {c}: {val:?} {want}"
+                    );
+                    let gr = x.transpose() * &r;
+                    for j in (0..kg).filter(|j| j / n == q) {
+                        let diff = (g.col(j) - gr.col(j % n)).norm_l2();
+                        assert!(diff <= 1e-12 * gr.norm_l2(), "case {c}, column {j}: {diff}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// An exact fit (Y = X Z) keeps a loss at rounding level, where the Gram form would cancel.
+    #[test]
+    fn exact_fits_keep_tiny_losses() {
+        let x = gaussian(7, 400, 60);
+        let z = gaussian(8, 60, 3);
+        let y = &x * &z;
+        let ls = LsData::new(x.as_ref(), y.as_ref());
+        let mut parts = Part::pool(ls.nrows(), 60, 3);
+        let [val, _] = ls.pass(z.as_ref(), Mat::zeros(60, 0).as_mut(), &mut parts);
+        assert!(val <= 1e-24 * y.squared_norm_l2(), "{val}");
+    }
 }

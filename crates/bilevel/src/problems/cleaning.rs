@@ -501,10 +501,12 @@ pub struct Cleaning {
     system_cache: Mutex<Option<WeightedSystem>>,
     val_system: OnceLock<(Mat<f64>, Mat<f64>)>,
     work: crate::kernels::Pool<EvalWork>,
-    /// X_trnᵀ and X_valᵀ: the features stored by rows for the fused passes, whose row blocks
+    /// X_trnᵀ: the training features stored by rows for the fused passes, whose row blocks
     /// are then contiguous (faster than strided pieces of every column).
     rows_trn: Mat<f64>,
-    rows_val: Mat<f64>,
+    /// f as the fused passes read it (least squares only): the R of a QR of X_val when
+    /// N' ≥ m, a triangle of m² / 2 entries instead of N' m.
+    ls_val: Option<crate::kernels::LsData>,
     /// State of the warm-started exact solves.
     warm: Mutex<WarmSolves>,
     /// Refreshes, preconditioned solves and their iterations, for reports.
@@ -786,7 +788,12 @@ impl Cleaning {
             s.loss == CleaningLoss::LeastSquares && s.lambda == 0.0 && offdiag <= ORTHOGONALITY_TOL;
         Ok(Cleaning {
             rows_trn: data.train.x.transpose().to_owned(),
-            rows_val: data.val.x.transpose().to_owned(),
+            ls_val: (s.loss == CleaningLoss::LeastSquares).then(|| {
+                crate::kernels::LsData::new(
+                    data.val.x.as_ref(),
+                    one_hot(&data.val.labels, n).as_ref(),
+                )
+            }),
             y_trn: one_hot(&data.train.labels, n),
             y_val: one_hot(&data.val.labels, n),
             y_test: one_hot(&data.test.labels, n),
@@ -1126,6 +1133,7 @@ impl Cleaning {
                             weight: Some(&psi),
                             losses: None,
                             rows,
+                            ..RowOps::default()
                         },
                     )
                 });
@@ -1390,6 +1398,7 @@ impl Cleaning {
     fn fused_penalty(
         &self,
         ws: &mut EvalWork,
+        ls_val: &crate::kernels::LsData,
         u: &[f64],
         v: &[f64],
         w: &[f64],
@@ -1418,17 +1427,14 @@ impl Cleaning {
                 RowOps {
                     weight: Some(&ws.psi),
                     losses: Some(&mut ws.losses),
-                    rows: None,
+                    ..RowOps::default()
                 },
             );
         }
-        let [f, _] = fused_pass(
-            self.rows_val.transpose(),
-            self.y_val.as_ref(),
+        let [f, _] = ls_val.pass(
             ws.vw.as_ref().subcols(0, n),
             ws.gf.as_mut().subcols_mut(0, kg),
             &mut ws.parts,
-            RowOps::default(),
         );
         let (mut g, mut g_star) = (0.0, 0.0);
         for (p, l) in ws.psi.iter().zip(ws.losses.chunks_exact(2)) {
@@ -1673,10 +1679,9 @@ impl Problem for Cleaning {
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
     ) -> Option<[f64; 3]> {
-        if self.s.loss != CleaningLoss::LeastSquares {
-            return None;
-        }
-        Some(self.with_work(|ws| self.fused_penalty(ws, u, v, w, gamma, du, dv)))
+        // Only least squares has the pass form of f.
+        let ls_val = self.ls_val.as_ref()?;
+        Some(self.with_work(|ws| self.fused_penalty(ws, ls_val, u, v, w, gamma, du, dv)))
     }
 
     fn batch_samples(&self) -> usize {

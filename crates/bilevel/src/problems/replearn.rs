@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::kernels::{Part, Pool, RowOps, fused_pass, matmul_par, par_for};
+use crate::kernels::{LsData, Part, Pool, matmul_par, par_for};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -97,6 +97,13 @@ pub struct RepSizes {
     pub cond: f64,
     /// Loss normalization.
     pub scaling: Scaling,
+}
+
+impl RepSizes {
+    /// (N, N', m, h, n).
+    pub fn shape(&self) -> (usize, usize, usize, usize, usize) {
+        (self.n_trn, self.n_val, self.m, self.h, self.n)
+    }
 }
 
 impl Default for RepSizes {
@@ -226,10 +233,11 @@ pub struct RepLearning {
     y_trn: Mat<f64>,
     x_val: Mat<f64>,
     y_val: Mat<f64>,
-    // X_trnᵀ and X_valᵀ: the features stored by rows for the fused passes, whose row blocks
-    // are then contiguous (faster than strided column pieces at large N).
-    rows_trn: Mat<f64>,
-    rows_val: Mat<f64>,
+    // The two losses as the fused passes read them: the R of a QR of X when N ≥ m (a
+    // triangle of m² / 2 entries instead of N m), stored by rows so that a row block is
+    // contiguous.
+    ls_trn: LsData,
+    ls_val: LsData,
     regime: Regime,
     certified: bool,
     trn_full_col_rank: bool,
@@ -639,8 +647,8 @@ impl RepLearning {
             n,
             scaling,
             raw,
-            rows_trn: x_trn.transpose().to_owned(),
-            rows_val: x_val.transpose().to_owned(),
+            ls_trn: LsData::new(x_trn.as_ref(), y_trn.as_ref()),
+            ls_val: LsData::new(x_val.as_ref(), y_val.as_ref()),
             x_trn,
             y_trn,
             x_val,
@@ -1021,7 +1029,7 @@ impl RepLearning {
     /// Runs `f` with a scratch workspace from the pool (allocated on first use).
     fn with_work<R>(&self, f: impl FnOnce(&mut Work) -> R) -> R {
         let make = || {
-            let (nt, nv) = self.samples();
+            let (nt, nv) = (self.ls_trn.nrows(), self.ls_val.nrows());
             Work::new(nt, nv, self.m, self.h, self.n)
         };
         self.work.with(make, f)
@@ -1057,21 +1065,15 @@ impl RepLearning {
                 0
             };
             let kv = if du.is_some() || dv.is_some() { n } else { 0 };
-            let [g, g_star] = fused_pass(
-                self.rows_trn.transpose(),
-                self.y_trn.as_ref(),
+            let [g, g_star] = self.ls_trn.pass(
                 ws.z.as_ref(),
                 ws.gt.as_mut().subcols_mut(0, kt),
                 &mut ws.parts,
-                RowOps::default(),
             );
-            let [f, _] = fused_pass(
-                self.rows_val.transpose(),
-                self.y_val.as_ref(),
+            let [f, _] = self.ls_val.pass(
                 ws.z.as_ref().subcols(0, n),
                 ws.gc.as_mut().subcols_mut(0, kv),
                 &mut ws.parts,
-                RowOps::default(),
             );
             // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)] (second block only for ∇W1).
             let kc = if du.is_some() { 2 * n } else { kv };
@@ -1124,8 +1126,7 @@ impl RepLearning {
 
     fn loss(
         &self,
-        x: MatRef<'_, f64>,
-        y: &Mat<f64>,
+        ls: &LsData,
         u: &[f64],
         v: &[f64],
         gu: Option<&mut [f64]>,
@@ -1141,14 +1142,7 @@ impl RepLearning {
             let mut z = ws.z.as_mut().subcols_mut(0, n);
             matmul_par(z.rb_mut(), w1, w2, par);
             let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
-            let [val, _] = fused_pass(
-                x,
-                y.as_ref(),
-                z.rb(),
-                ws.gt.as_mut().subcols_mut(0, kg),
-                &mut ws.parts,
-                RowOps::default(),
-            );
+            let [val, _] = ls.pass(z.rb(), ws.gt.as_mut().subcols_mut(0, kg), &mut ws.parts);
             let gz = ws.gt.as_ref().subcols(0, n);
             if let Some(gu) = gu {
                 let g1 = MatMut::from_column_major_slice_mut(gu, m, h);
@@ -1181,10 +1175,10 @@ impl Problem for RepLearning {
         self.h * self.n
     }
     fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(self.rows_val.transpose(), &self.y_val, u, v, gu, gv)
+        self.loss(&self.ls_val, u, v, gu, gv)
     }
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
-        self.loss(self.rows_trn.transpose(), &self.y_trn, u, v, gu, gv)
+        self.loss(&self.ls_trn, u, v, gu, gv)
     }
     /// f(u, v), g(u, v), g(u, w) and the penalty gradient blocks with one fused pass over
     /// X_trn (right-hand sides [W1 W2, W1 w] stacked) and one over X_val.
