@@ -364,7 +364,7 @@ def table(results):
         fastest = min(timed_peers) if timed_peers else float("nan")
         over_r = [v["seconds"] for k, v in p.items() if v["agrees"] and k.endswith(EXTRA)]
         fastest_r = f"{min(over_r) / r['ours_s']:.2f}" if over_r else "—"
-        work = r.get("work_floor_s", r["floor_s"])
+        work = r["work_floor_s"]
         comp = ", ".join(f"{p[k]['compile_s']:.2f}" for k in ("jax-naive", "jax-best") if k in p)
         lines.append(
             f"| {r['case']} | {r['ours_s'] * 1e3:.3f} | {ms('numpy-naive')} | {ms('numpy-best')} "

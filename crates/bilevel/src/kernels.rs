@@ -337,9 +337,15 @@ pub(crate) struct LsData {
 }
 
 impl LsData {
+    /// Whether the passes over `rows` samples of `m` features read R instead of X (the one
+    /// rule, also behind the cost model's `perf::Passes`).
+    pub(crate) fn reads_r(rows: usize, m: usize) -> bool {
+        rows >= m && m > 0
+    }
+
     pub(crate) fn new(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Self {
         let (nr, m, n) = (x.nrows(), x.ncols(), y.ncols());
-        if nr < m || m == 0 {
+        if !Self::reads_r(nr, m) {
             return LsData {
                 rows: x.transpose().to_owned(),
                 y: y.to_owned(),

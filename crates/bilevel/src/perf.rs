@@ -218,11 +218,9 @@ pub enum Passes {
 impl Passes {
     /// Entries of the matrix one pass reads, for `rows` samples of `m` features.
     pub fn entries(self, rows: usize, m: usize) -> f64 {
+        let over_r = self == Passes::OverR && crate::kernels::LsData::reads_r(rows, m);
         let (r, m) = (rows as f64, m as f64);
-        match self {
-            Passes::OverR if rows >= m as usize => m * (m + 1.0) / 2.0,
-            _ => r * m,
-        }
+        if over_r { m * (m + 1.0) / 2.0 } else { r * m }
     }
 }
 
@@ -676,9 +674,9 @@ pub struct CleaningRun {
 /// `iters` iterations. Flops: per refresh the weighted Gram's lower triangle (N m²), its
 /// right-hand side (2Nmn), two Cholesky factorizations (2m³/3) and solves (8m²n); per CG
 /// solve one residual and per CG iteration one operator product, each a pass X_trn·P,
-/// X_trnᵀ(ψ ⊙ ·) on 2n columns (8Nmn) plus X_valᵀX_val on n (2m²n); per iteration f
-/// (a pass over the R of X_val's QR: m(m + 1)n flops, see [`Passes`]), and after a refresh the u gradient's residuals (X_trn[W, w]: 4Nmn; after
-/// a CG solve they come with the solve). Bytes: X_trn read once per pass (refresh and its
+/// X_trnᵀ(ψ ⊙ ·) on 2n columns (8Nmn) plus X_valᵀX_val on n (2m²n); per iteration f (a
+/// pass over the R of X_val's QR: m(m + 1)n flops, see [`Passes`]), and after a refresh the
+/// u gradient's residuals (X_trn[W, w]: 4Nmn; after a CG solve they come with the solve). Bytes: X_trn read once per pass (refresh and its
 /// residuals included) and R once per iteration. This is the floor of the algorithm as run,
 /// not of a different one.
 pub fn cleaning_run_cost(

@@ -786,16 +786,13 @@ impl Cleaning {
         };
         let certified =
             s.loss == CleaningLoss::LeastSquares && s.lambda == 0.0 && offdiag <= ORTHOGONALITY_TOL;
+        let y_val = one_hot(&data.val.labels, n);
         Ok(Cleaning {
             rows_trn: data.train.x.transpose().to_owned(),
-            ls_val: (s.loss == CleaningLoss::LeastSquares).then(|| {
-                crate::kernels::LsData::new(
-                    data.val.x.as_ref(),
-                    one_hot(&data.val.labels, n).as_ref(),
-                )
-            }),
+            ls_val: (s.loss == CleaningLoss::LeastSquares)
+                .then(|| crate::kernels::LsData::new(data.val.x.as_ref(), y_val.as_ref())),
             y_trn: one_hot(&data.train.labels, n),
-            y_val: one_hot(&data.val.labels, n),
+            y_val,
             y_test: one_hot(&data.test.labels, n),
             data,
             s,
