@@ -45,32 +45,64 @@ pub(crate) fn par_for(fmas: usize) -> Par {
     }
 }
 
-/// dst = lhs · rhs with `par`; under rayon parallelism the rows of dst are split into one
-/// sequential product per thread (skinny products parallelize better this way than inside the
-/// GEMM).
+/// dst = lhs · rhs with `par`; under rayon parallelism dst is split into one sequential
+/// product per thread (skinny products parallelize better this way than inside the GEMM).
 pub(crate) fn matmul_par(
     dst: MatMut<'_, f64>,
     lhs: MatRef<'_, f64>,
     rhs: MatRef<'_, f64>,
     par: Par,
 ) {
-    fn split(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, parts: usize) {
-        if parts <= 1 || lhs.nrows() < 2 * parts {
-            matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+    matmul_par_into(dst, Accum::Replace, lhs, rhs, 1.0, par)
+}
+
+/// dst = alpha · lhs · rhs (`Accum::Replace`) or dst += alpha · lhs · rhs (`Accum::Add`), split
+/// over threads as [`matmul_par`]: a tall dst (a skinny product) by rows, a wide one (a
+/// low-rank update) by columns, so that each thread writes whole columns and no cache line of
+/// dst is shared between threads but at one boundary (row blocks of a column-major matrix
+/// share a line at every column: twice as slow on an accumulated update, measured).
+pub(crate) fn matmul_par_into(
+    dst: MatMut<'_, f64>,
+    accum: Accum,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    alpha: f64,
+    par: Par,
+) {
+    fn split(
+        dst: MatMut<'_, f64>,
+        lhs: MatRef<'_, f64>,
+        rhs: MatRef<'_, f64>,
+        scale: (Accum, f64),
+        parts: usize,
+    ) {
+        let by_cols = dst.ncols() >= 8 * parts && 4 * dst.ncols() >= dst.nrows();
+        let len = if by_cols { dst.ncols() } else { dst.nrows() };
+        if parts <= 1 || len < 2 * parts {
+            matmul(dst, scale.0, lhs, rhs, scale.1, Par::Seq);
             return;
         }
         let half = parts / 2;
-        let mid = lhs.nrows() * half / parts;
-        let (d0, d1) = dst.split_at_row_mut(mid);
-        let (l0, l1) = lhs.split_at_row(mid);
-        rayon::join(
-            || split(d0, l0, rhs, half),
-            || split(d1, l1, rhs, parts - half),
-        );
+        let mid = len * half / parts;
+        if by_cols {
+            let (d0, d1) = dst.split_at_col_mut(mid);
+            let (r0, r1) = rhs.split_at_col(mid);
+            rayon::join(
+                || split(d0, lhs, r0, scale, half),
+                || split(d1, lhs, r1, scale, parts - half),
+            );
+        } else {
+            let (d0, d1) = dst.split_at_row_mut(mid);
+            let (l0, l1) = lhs.split_at_row(mid);
+            rayon::join(
+                || split(d0, l0, rhs, scale, half),
+                || split(d1, l1, rhs, scale, parts - half),
+            );
+        }
     }
     match par {
-        Par::Seq => matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq),
-        _ => split(dst, lhs, rhs, rayon::current_num_threads()),
+        Par::Seq => matmul(dst, accum, lhs, rhs, alpha, Par::Seq),
+        _ => split(dst, lhs, rhs, (accum, alpha), rayon::current_num_threads()),
     }
 }
 
@@ -113,6 +145,11 @@ pub(crate) struct RowOps<'a> {
     /// block reads only the columns from its first row on, and the threads split the rows by
     /// nonzeros instead of by count.
     pub upper: bool,
+    /// The same X stored by columns, where the caller has it: the product X Z of each row
+    /// block then reads it instead of X's rows, which the GEMM would first pack into columns
+    /// (7–13 % of a pass at the benchmark sizes, a third at small ones; the transposed
+    /// product Xᵀ R reads X's rows, which are Xᵀ's columns).
+    pub cols: Option<MatRef<'a, f64>>,
 }
 
 /// Row ranges of the threads of a pass over an `nrows` × `ncols` matrix: equal row counts, or
@@ -148,6 +185,35 @@ fn upper_block(nrows: usize, threads: usize, cache_rows: usize) -> usize {
     nrows.div_ceil(8 * threads).max(16).min(cache_rows)
 }
 
+/// r ← r − y and Σ r² of the result, in eight interleaved partial sums (a fixed order, so the
+/// result does not depend on the SIMD width the CPU dispatches to).
+fn sub_squares(r: &mut [f64], y: &[f64]) -> f64 {
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            let mut acc = [0.0f64; 8];
+            let mut rc = r.chunks_exact_mut(8);
+            let mut yc = y.chunks_exact(8);
+            for (rb, yb) in (&mut rc).zip(&mut yc) {
+                for l in 0..8 {
+                    rb[l] -= yb[l];
+                    acc[l] += rb[l] * rb[l];
+                }
+            }
+            for (l, (ri, yi)) in rc
+                .into_remainder()
+                .iter_mut()
+                .zip(yc.remainder())
+                .enumerate()
+            {
+                *ri -= yi;
+                acc[l] += *ri * *ri;
+            }
+            ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+        },
+    )
+}
+
 /// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
 /// returns ½‖X Z_q − Y‖² for each group q and writes G = Xᵀ diag(ρ) (X Z − [Y, Y]) restricted
 /// to its first `g.ncols()` columns (ρ = 1 unless `ops.weight` is given). Each block of rows is
@@ -179,6 +245,10 @@ pub(crate) fn fused_pass(
     let parts = &mut parts[..threads];
     let bounds = thread_bounds(nrows, ncols, threads, upper);
     let weight = ops.weight;
+    let x_cols = ops.cols;
+    if let Some(c) = x_cols {
+        assert_eq!((c.nrows(), c.ncols()), (nrows, ncols), "the column copy of X");
+    }
     let work = |t: usize,
                 part: &mut Part,
                 mut losses: Option<&mut [f64]>,
@@ -199,11 +269,12 @@ pub(crate) fn fused_pass(
             // Columns left of c0 are zero in these rows when X is upper trapezoidal.
             let c0 = if upper { i0.min(ncols) } else { 0 };
             let xb = x.submatrix(i0, c0, b, ncols - c0);
+            let xb_fwd = x_cols.map_or(xb, |c| c.submatrix(i0, c0, b, ncols - c0));
             let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
             matmul(
                 rb.rb_mut(),
                 Accum::Replace,
-                xb,
+                xb_fwd,
                 z.subrows(c0, ncols - c0),
                 1.0,
                 Par::Seq,
@@ -214,12 +285,19 @@ pub(crate) fn fused_pass(
                     let yc = y.col(j).subrows(i0, b);
                     let rc = rb.rb_mut().col_mut(q * n + j);
                     match losses.as_deref_mut() {
-                        None => {
-                            for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
-                                *ri -= yi;
-                                s += *ri * *ri;
+                        None => match (rc.try_as_col_major_mut(), yc.try_as_col_major()) {
+                            (Some(rc), Some(yc)) => {
+                                s += sub_squares(rc.as_slice_mut(), yc.as_slice());
                             }
-                        }
+                            (rc, _) => {
+                                // Strided targets (a caller's view): the plain loop.
+                                let mut rc = rc.expect("the residual block is column-major");
+                                for (ri, yi) in rc.rb_mut().iter_mut().zip(yc.iter()) {
+                                    *ri -= yi;
+                                    s += *ri * *ri;
+                                }
+                            }
+                        },
                         Some(l) => {
                             let l = &mut l[(i0 - lo) * groups..];
                             for (i, (ri, yi)) in rc.iter_mut().zip(yc.iter()).enumerate() {
@@ -329,6 +407,8 @@ pub(crate) fn fused_pass(
 pub(crate) struct LsData {
     /// The matrix the passes read (R, or X itself), stored by rows: its transpose.
     rows: Mat<f64>,
+    /// The same matrix stored by columns (see [`RowOps::cols`]).
+    cols: Mat<f64>,
     /// QᵀY (or Y).
     y: Mat<f64>,
     /// ½‖(I − Q Qᵀ) Y‖² (or 0).
@@ -348,6 +428,7 @@ impl LsData {
         if !Self::reads_r(nr, m) {
             return LsData {
                 rows: x.transpose().to_owned(),
+                cols: x.to_owned(),
                 y: y.to_owned(),
                 offset: 0.0,
                 upper: false,
@@ -365,8 +446,10 @@ impl LsData {
                 offset += r[(i, j)] * r[(i, j)];
             }
         }
+        let cols = Mat::from_fn(m, m, |i, j| if i <= j { r[(i, j)] } else { 0.0 });
         LsData {
-            rows: Mat::from_fn(m, m, |i, j| if j <= i { r[(j, i)] } else { 0.0 }),
+            rows: cols.transpose().to_owned(),
+            cols,
             y: r.submatrix(0, m, m, n).to_owned(),
             offset: 0.5 * offset,
             upper: true,
@@ -389,6 +472,7 @@ impl LsData {
         let groups = z.ncols() / self.y.ncols().max(1);
         let ops = RowOps {
             upper: self.upper,
+            cols: Some(self.cols.as_ref()),
             ..RowOps::default()
         };
         let mut val = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);

@@ -1,7 +1,8 @@
 //! The penalty reformulation L_γ(u, v) = f(u, v) + γ (g(u, v) − g*(u)), with g*(u) and
 //! ∇g*(u) = ∇_u g(u, w*(u)) (Danskin) taken at a lower-level point w.
 
-use crate::problem::{Problem, eval_g};
+use crate::linalg::axpy;
+use crate::problem::{PenaltyStep, Problem, eval_g};
 
 /// Values at one evaluation of L_γ.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,6 +123,37 @@ impl Penalty {
         Some(PenaltyValue::at(values, gamma))
     }
 
+    /// One gradient step on L_γ ([`PenaltyStep`]: the optional inner step on w first, then u
+    /// and v from the same evaluation), through the problem's fused [`Problem::penalty_step`]
+    /// where it has one, else an evaluation ([`Penalty::eval`]) and vector updates. The
+    /// gradient buffers `du` and `dv` are left unspecified when the fused step ran.
+    pub fn step(
+        &mut self,
+        problem: &dyn Problem,
+        u: &mut [f64],
+        v: &mut [f64],
+        w: &mut [f64],
+        gamma: f64,
+        step: PenaltyStep,
+    ) -> PenaltyValue {
+        if let Some(values) = problem.penalty_step(u, v, w, gamma, step) {
+            return PenaltyValue::at(values, gamma);
+        }
+        if let Some(beta) = step.inner_beta {
+            problem.g(u, w, None, Some(&mut self.gv));
+            axpy(-beta, &self.gv, w);
+        }
+        let (grad_u, grad_v) = (step.alpha_u.is_some(), step.alpha_v.is_some());
+        let value = self.eval(problem, u, v, w, gamma, grad_u, grad_v);
+        if let Some(a) = step.alpha_u {
+            axpy(-a, &self.du, u);
+        }
+        if let Some(a) = step.alpha_v {
+            axpy(-a, &self.dv, v);
+        }
+        value
+    }
+
     /// [f(u, v), g(u, v), g(u, w)] and the gradient blocks from three separate calls.
     #[allow(clippy::too_many_arguments)]
     fn eval_separately(
@@ -163,7 +195,7 @@ impl Penalty {
             }
         }
         if grad_v {
-            crate::linalg::axpy(gamma, &self.gv, &mut self.dv);
+            axpy(gamma, &self.gv, &mut self.dv);
         }
         [f, g, g_star]
     }

@@ -34,6 +34,20 @@ pub struct PenaltyOptimum {
     pub point: Option<(Vec<f64>, Vec<f64>)>,
 }
 
+/// One gradient step on the penalty L_γ from (u, v), with g* estimated at a lower-level point w
+/// ([`Problem::penalty_step`]). Both blocks step from the same evaluation (a Jacobi step; with
+/// one block left out, a step on the other alone).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PenaltyStep {
+    /// u ← u − α_u ∇_u L_γ(u, v) (None: u is left alone and ∇_u L_γ is not formed).
+    pub alpha_u: Option<f64>,
+    /// v ← v − α_v ∇_v L_γ(u, v) (None: v is left alone).
+    pub alpha_v: Option<f64>,
+    /// First w ← w − β ∇_v g(u, w), one gradient step of the estimate; the evaluation then
+    /// takes g* and ∇g* at the new w (None: w is left alone).
+    pub inner_beta: Option<f64>,
+}
+
 /// A bilevel problem: min over (u, v) of f(u, v) subject to v ∈ argmin_w g(u, w).
 ///
 /// Required: sizes, f and g with their partial gradients (one call returns the value and
@@ -112,6 +126,25 @@ pub trait Problem: Send + Sync {
         _du: Option<&mut [f64]>,
         _dv: Option<&mut [f64]>,
         _gw: &mut [f64],
+    ) -> Option<[f64; 3]> {
+        None
+    }
+
+    /// A gradient step on the penalty fused with its evaluation, for problems that can apply
+    /// the step inside their products (for example u ← u − α_u ∇_u L_γ accumulated straight
+    /// into u, with no gradient written and read back) or share work between the inner step
+    /// and the evaluation. Does, in order: the inner step on w when `step.inner_beta` is given;
+    /// then, with ∇_u L_γ and ∇_v L_γ both taken at the incoming (u, v) and the (new) w, the
+    /// steps on u and v that `step` asks for. Returns [f(u, v), g(u, v), g(u, w)] at the
+    /// evaluation point (the incoming u and v, the new w). The default returns None and changes
+    /// nothing: the caller then evaluates and steps itself ([`crate::penalty::Penalty::step`]).
+    fn penalty_step(
+        &self,
+        _u: &mut [f64],
+        _v: &mut [f64],
+        _w: &mut [f64],
+        _gamma: f64,
+        _step: PenaltyStep,
     ) -> Option<[f64; 3]> {
         None
     }

@@ -1130,6 +1130,7 @@ impl Cleaning {
                             weight: Some(&psi),
                             losses: None,
                             rows,
+                            cols: Some(self.data.train.x.as_ref()),
                             ..RowOps::default()
                         },
                     )
@@ -1424,6 +1425,7 @@ impl Cleaning {
                 RowOps {
                     weight: Some(&ws.psi),
                     losses: Some(&mut ws.losses),
+                    cols: Some(self.data.train.x.as_ref()),
                     ..RowOps::default()
                 },
             );

@@ -27,17 +27,17 @@
 //! `PINV_RTOL · σ_max` count as zero); a default tolerance can fail on X_val P.
 
 use crate::error::{Error, Result};
-use crate::problem::{PenaltyOptimum, Problem, Smoothness};
+use crate::problem::{PenaltyOptimum, PenaltyStep, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par, unzip, zip};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::kernels::{LsData, Part, Pool, matmul_par, par_for};
+use crate::kernels::{LsData, Part, Pool, matmul_par, matmul_par_into, par_for};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -411,6 +411,17 @@ fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) 
         }
     }
     0.5 * s
+}
+
+/// Which gradients a fused evaluation forms ([`RepLearning::penalty_core`]).
+#[derive(Debug, Clone, Copy)]
+struct Need {
+    /// ∇_u L_γ (as `gc`, for the rank-2n product).
+    du: bool,
+    /// ∇_v L_γ.
+    dv: bool,
+    /// ∇_v g(u, w).
+    gw: bool,
 }
 
 /// Scratch space of one evaluation (sizes fixed by the problem's shape).
@@ -1035,7 +1046,104 @@ impl RepLearning {
         self.work.with(make, f)
     }
 
-    /// The penalty pieces of [`Problem::penalty_eval`], plus ∇_v g(u, w) into `gw` when given.
+    /// The shared core of the fused evaluations ([`Problem::penalty_eval`],
+    /// [`Problem::penalty_eval_inner`], [`Problem::penalty_step`]) at (W1, W2, w): one product
+    /// W1·[W2, w], one fused pass over X_trn for both right-hand sides and one over X_val. Leaves
+    /// in the workspace `vw` = [W2, w'] and, as `need` asks, `gc` = [∇_Z f + γ ∇_Z g(u, v),
+    /// −γ ∇_Z g(u, w')] (so ∇W1 = gc·vwᵀ), ∇_v L_γ in the first n columns of `d` and ∇_v g(u, w)
+    /// (at the incoming w) in the last n. With `beta`, w' = w − β ∇_v g(u, w): the inner step's
+    /// gradient shares the W1ᵀ product with ∇_v L_γ, and g(u, w') takes one more product W1·(·)
+    /// and pass over X_trn on n columns (Z for w' is Z for w minus β W1 ∇_v g). Returns
+    /// [f(u, v), g(u, v), g(u, w')].
+    #[allow(clippy::too_many_arguments)]
+    fn penalty_core(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        w: &[f64],
+        gamma: f64,
+        beta: Option<f64>,
+        need: Need,
+        ws: &mut Work,
+    ) -> [f64; 3] {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let par = par_for(2 * m * h * n);
+        for (dst, src) in [(0, v), (n, w)] {
+            let mut col = ws.vw.as_mut().subcols_mut(dst, n);
+            col.copy_from(MatRef::from_column_major_slice(src, h, n));
+        }
+        matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
+        let inner = need.gw || beta.is_some();
+        let kt = if need.du || inner {
+            2 * n
+        } else if need.dv {
+            n
+        } else {
+            0
+        };
+        let kv = if need.du || need.dv { n } else { 0 };
+        let [g, mut g_star] = self.ls_trn.pass(
+            ws.z.as_ref(),
+            ws.gt.as_mut().subcols_mut(0, kt),
+            &mut ws.parts,
+        );
+        let [f, _] = self.ls_val.pass(
+            ws.z.as_ref().subcols(0, n),
+            ws.gc.as_mut().subcols_mut(0, kv),
+            &mut ws.parts,
+        );
+        for j in 0..kv {
+            let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
+            dst.iter_mut()
+                .zip(src.iter())
+                .for_each(|(d, s)| *d += gamma * s);
+        }
+        // The v-gradients, one W1ᵀ product for both where both are wanted.
+        match (need.dv, inner) {
+            (true, true) => {
+                ws.gc
+                    .as_mut()
+                    .subcols_mut(n, n)
+                    .copy_from(ws.gt.as_ref().subcols(n, n));
+                matmul_par(ws.d.as_mut(), w1.transpose(), ws.gc.as_ref(), par);
+            }
+            (true, false) => {
+                let d = ws.d.as_mut().subcols_mut(0, n);
+                matmul_par(d, w1.transpose(), ws.gc.as_ref().subcols(0, n), par);
+            }
+            (false, true) => {
+                let d = ws.d.as_mut().subcols_mut(n, n);
+                matmul_par(d, w1.transpose(), ws.gt.as_ref().subcols(n, n), par);
+            }
+            (false, false) => {}
+        }
+        if let Some(beta) = beta {
+            // w' = w − β ∇_v g(u, w) and its Z = W1 w' = W1 w − β W1 ∇_v g(u, w).
+            let gw = ws.d.as_ref().subcols(n, n);
+            zip!(ws.vw.as_mut().subcols_mut(n, n), gw).for_each(|unzip!(x, d)| *x -= beta * *d);
+            let e = ws.gt.as_mut().subcols_mut(n, n);
+            matmul_par(e, w1, gw, par_for(m * h * n));
+            let e = ws.gt.as_ref().subcols(n, n);
+            zip!(ws.z.as_mut().subcols_mut(n, n), e).for_each(|unzip!(z, e)| *z -= beta * *e);
+            let kw = if need.du { n } else { 0 };
+            [g_star, _] = self.ls_trn.pass(
+                ws.z.as_ref().subcols(n, n),
+                ws.gt.as_mut().subcols_mut(n, kw),
+                &mut ws.parts,
+            );
+        }
+        if need.du {
+            let (src, dst) = (
+                ws.gt.as_ref().subcols(n, n),
+                ws.gc.as_mut().subcols_mut(n, n),
+            );
+            zip!(dst, src).for_each(|unzip!(d, s)| *d = -gamma * *s);
+        }
+        [f, g, g_star]
+    }
+
+    /// Runs [`RepLearning::penalty_core`] and writes the gradients asked for.
     #[allow(clippy::too_many_arguments)]
     fn penalty_pass(
         &self,
@@ -1048,79 +1156,30 @@ impl RepLearning {
         gw: Option<&mut [f64]>,
     ) -> [f64; 3] {
         let (m, h, n) = (self.m, self.h, self.n);
-        let w1 = MatRef::from_column_major_slice(u, m, h);
-        let par = par_for(2 * m * h * n);
+        let need = Need {
+            du: du.is_some(),
+            dv: dv.is_some(),
+            gw: gw.is_some(),
+        };
         self.with_work(|ws| {
-            let hn = h * n;
-            for (dst, src) in [(0, v), (n, w)] {
-                let mut col = ws.vw.as_mut().subcols_mut(dst, n);
-                col.copy_from(MatRef::from_column_major_slice(src, h, n));
-            }
-            matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
-            let kt = if du.is_some() || gw.is_some() {
-                2 * n
-            } else if dv.is_some() {
-                n
-            } else {
-                0
-            };
-            let kv = if du.is_some() || dv.is_some() { n } else { 0 };
-            let [g, g_star] = self.ls_trn.pass(
-                ws.z.as_ref(),
-                ws.gt.as_mut().subcols_mut(0, kt),
-                &mut ws.parts,
-            );
-            let [f, _] = self.ls_val.pass(
-                ws.z.as_ref().subcols(0, n),
-                ws.gc.as_mut().subcols_mut(0, kv),
-                &mut ws.parts,
-            );
-            // gc = [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w)] (second block only for ∇W1).
-            let kc = if du.is_some() { 2 * n } else { kv };
-            for j in 0..kc {
-                let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
-                if j < n {
-                    dst.iter_mut()
-                        .zip(src.iter())
-                        .for_each(|(d, s)| *d += gamma * s);
-                } else {
-                    dst.iter_mut()
-                        .zip(src.iter())
-                        .for_each(|(d, s)| *d = -gamma * s);
-                }
-            }
-            match (dv, gw, du.is_some()) {
-                // One product for both v-gradients: W1ᵀ [∇_Z L (v part), ∇_Z g(u, w)].
-                (Some(dv), Some(gw), false) => {
-                    let mut gc = ws.gc.as_mut();
-                    gc.rb_mut()
-                        .subcols_mut(n, n)
-                        .copy_from(ws.gt.as_ref().subcols(n, n));
-                    matmul_par(ws.d.as_mut(), w1.transpose(), gc.rb(), par);
-                    let d = ws.d.as_ref();
-                    MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n)
-                        .copy_from(d.subcols(0, n));
-                    MatMut::from_column_major_slice_mut(&mut gw[..hn], h, n)
-                        .copy_from(d.subcols(n, n));
-                }
-                (dv, gw, _) => {
-                    if let Some(dv) = dv {
-                        let g2 = MatMut::from_column_major_slice_mut(&mut dv[..hn], h, n);
-                        matmul_par(g2, w1.transpose(), ws.gc.as_ref().subcols(0, n), par);
-                    }
-                    if let Some(gw) = gw {
-                        let g2 = MatMut::from_column_major_slice_mut(&mut gw[..hn], h, n);
-                        matmul_par(g2, w1.transpose(), ws.gt.as_ref().subcols(n, n), par);
-                    }
+            let values = self.penalty_core(u, v, w, gamma, None, need, ws);
+            for (out, col) in [(dv, 0), (gw, n)] {
+                if let Some(out) = out {
+                    MatMut::from_column_major_slice_mut(&mut out[..h * n], h, n)
+                        .copy_from(ws.d.as_ref().subcols(col, n));
                 }
             }
             if let Some(du) = du {
                 // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
                 let g1 = MatMut::from_column_major_slice_mut(du, m, h);
-                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref());
-                matmul_par(g1, gc, vw.transpose(), par);
+                matmul_par(
+                    g1,
+                    ws.gc.as_ref(),
+                    ws.vw.as_ref().transpose(),
+                    par_for(2 * m * h * n),
+                );
             }
-            [f, g, g_star]
+            values
         })
     }
 
@@ -1205,6 +1264,44 @@ impl Problem for RepLearning {
         gw: &mut [f64],
     ) -> Option<[f64; 3]> {
         Some(self.penalty_pass(u, v, w, gamma, du, dv, Some(gw)))
+    }
+    /// The step of [`Problem::penalty_step`] from [`RepLearning::penalty_core`]: the u step is
+    /// accumulated into W1 by the rank-2n product itself (W1 += −α_u gc·[W2, w]ᵀ, no gradient
+    /// written), after ∇_v L_γ was taken at the incoming W1; a single inner step shares the W1ᵀ
+    /// product with ∇_v L_γ.
+    fn penalty_step(
+        &self,
+        u: &mut [f64],
+        v: &mut [f64],
+        w: &mut [f64],
+        gamma: f64,
+        step: PenaltyStep,
+    ) -> Option<[f64; 3]> {
+        let (m, h, n) = (self.m, self.h, self.n);
+        let need = Need {
+            du: step.alpha_u.is_some(),
+            dv: step.alpha_v.is_some(),
+            gw: false,
+        };
+        Some(self.with_work(|ws| {
+            let values = self.penalty_core(u, v, w, gamma, step.inner_beta, need, ws);
+            if step.inner_beta.is_some() {
+                MatMut::from_column_major_slice_mut(w, h, n)
+                    .copy_from(ws.vw.as_ref().subcols(n, n));
+            }
+            if let Some(alpha) = step.alpha_u {
+                let w1 = MatMut::from_column_major_slice_mut(u, m, h);
+                let par = par_for(2 * m * h * n);
+                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref().transpose());
+                matmul_par_into(w1, Accum::Add, gc, vw, -alpha, par);
+            }
+            if let Some(alpha) = step.alpha_v {
+                let w2 = MatMut::from_column_major_slice_mut(v, h, n);
+                let dv = ws.d.as_ref().subcols(0, n);
+                zip!(w2, dv).for_each(|unzip!(x, d)| *x -= alpha * *d);
+            }
+            values
+        }))
     }
     /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
     /// [`RepLearning::ll_head`]).

@@ -5,7 +5,7 @@ use super::{Batches, GammaSchedule, InnerLoop, Solver, State, StepRule, Steps, V
 use crate::error::{Error, Result};
 use crate::linalg::axpy;
 use crate::penalty::Penalty;
-use crate::problem::{Problem, Smoothness};
+use crate::problem::{PenaltyStep, Problem, Smoothness};
 use serde::{Deserialize, Serialize};
 
 /// How the two blocks are updated.
@@ -291,10 +291,25 @@ impl Solver for Pbgd {
         let (moving, est) = super::batch::draw_pair(self.batches.as_mut(), &mut state.rng);
         match self.update {
             Update::Jacobi => {
-                vf.update_batch(problem, &state.u, moving);
-                pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, true, est);
-                axpy(-alpha_u, &pen.du, &mut state.u);
-                axpy(-alpha, &pen.dv, &mut state.v);
+                if est.is_none() {
+                    // Full gradients: one step through the problem's fused kernel where it has
+                    // one, with a single warm inner step folded in.
+                    let inner_beta = vf.is_single_warm_step().then_some(vf.beta);
+                    if inner_beta.is_none() {
+                        vf.update(problem, &state.u);
+                    }
+                    let step = PenaltyStep {
+                        alpha_u: Some(alpha_u),
+                        alpha_v: Some(alpha),
+                        inner_beta,
+                    };
+                    pen.step(problem, &mut state.u, &mut state.v, &mut vf.w, gamma, step);
+                } else {
+                    vf.update_batch(problem, &state.u, moving);
+                    pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, true, est);
+                    axpy(-alpha_u, &pen.du, &mut state.u);
+                    axpy(-alpha, &pen.dv, &mut state.v);
+                }
                 problem.project_u(&mut state.u);
             }
             Update::GaussSeidel => {
@@ -335,8 +350,16 @@ impl Solver for Pbgd {
                 } else {
                     vf.update_batch(problem, &state.u, moving);
                 }
-                pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, false, est);
-                axpy(-alpha_u, &pen.du, &mut state.u);
+                if est.is_none() {
+                    let step = PenaltyStep {
+                        alpha_u: Some(alpha_u),
+                        ..PenaltyStep::default()
+                    };
+                    pen.step(problem, &mut state.u, &mut state.v, &mut vf.w, gamma, step);
+                } else {
+                    pen.eval_batch(problem, &state.u, &state.v, &vf.w, gamma, true, false, est);
+                    axpy(-alpha_u, &pen.du, &mut state.u);
+                }
                 problem.project_u(&mut state.u);
             }
         }
