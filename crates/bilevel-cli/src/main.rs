@@ -38,9 +38,10 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Time one PBGD iteration (Jacobi and Gauss–Seidel, one warm inner step) on representation
-    /// learning at the benchmark sizes, print the roofline table, and export every case (seeded
-    /// data, start point, our iterates, our times) for the NumPy/JAX peers (bench/peers/).
+    /// Time one PBGD iteration (Jacobi and Gauss–Seidel, one warm inner step) and a whole
+    /// Jacobi run to a fixed tolerance on representation learning at the benchmark sizes, print
+    /// the roofline table, and export every case (seeded data, start point, our iterates, our
+    /// times) for the NumPy/JAX peers (bench/peers/).
     Bench {
         /// Output directory (one subdirectory per case, and ours.json).
         #[arg(long, value_name = "DIR")]
@@ -52,7 +53,8 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         check_iters: usize,
         /// Also the hyper-cleaning penalty gradient at Fashion-MNIST size (the real data when
-        /// installed, else synthetic features of that shape).
+        /// installed, else synthetic features of that shape) and, with Fashion-MNIST
+        /// installed, the `cleaning` experiment's whole run on it.
         #[arg(long)]
         cleaning: bool,
     },

@@ -247,7 +247,11 @@ pub(crate) fn fused_pass(
     let weight = ops.weight;
     let x_cols = ops.cols;
     if let Some(c) = x_cols {
-        assert_eq!((c.nrows(), c.ncols()), (nrows, ncols), "the column copy of X");
+        assert_eq!(
+            (c.nrows(), c.ncols()),
+            (nrows, ncols),
+            "the column copy of X"
+        );
     }
     let work = |t: usize,
                 part: &mut Part,

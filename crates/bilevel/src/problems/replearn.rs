@@ -848,6 +848,13 @@ impl RepLearning {
         self.g_full
     }
 
+    /// The orthogonal projector onto the row space of the stacked data [X_trn; X_val] (m × m):
+    /// the part of a product Z = W1 W2 that the losses see, on which the distance to the
+    /// penalty optimum is measured ([`Problem::penalty_optimum_distance`]).
+    pub fn row_projector(&self) -> &Mat<f64> {
+        &self.row_proj
+    }
+
     /// Z* = Z0 + P (X_val P)⁺ (Y_val − X_val Z0), the optimal product over full-rank backbones.
     pub fn z_star(&self) -> &Mat<f64> {
         &self.z_star
