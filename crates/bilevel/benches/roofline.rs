@@ -1,5 +1,5 @@
-//! Roofline report: measures the GEMM rate (faer) and the read bandwidth in this process, then
-//! times each kernel (median) and prints achieved time / floor. Threads: `BILEVEL_THREADS`
+//! Roofline report: times each kernel (the smallest of three medians) right after measuring the
+//! GEMM rate (faer) and the read bandwidth in this process, and prints achieved time / floor. Threads: `BILEVEL_THREADS`
 //! (default: all cores); `BILEVEL_SIZES=small,large,cleaning` picks the kernels. `cargo bench --bench roofline`.
 
 use bilevel::perf::{RepSize, cleaning_rows, print_roofline, replearn_rows, set_threads_from_env};
@@ -7,7 +7,6 @@ use bilevel::perf::{RepSize, cleaning_rows, print_roofline, replearn_rows, set_t
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let threads = set_threads_from_env();
-    let rates = bilevel::perf::measure();
     let sizes: Vec<RepSize> = RepSize::ALL
         .into_iter()
         .filter(|s| {
@@ -18,5 +17,5 @@ fn main() {
     if std::env::var("BILEVEL_SIZES").map_or(true, |v| v.split(',').any(|x| x == "cleaning")) {
         rows.extend(cleaning_rows(0).expect("hyper-cleaning instance"));
     }
-    print_roofline(threads, &rates, &rows);
+    print_roofline(threads, &rows);
 }

@@ -14,10 +14,22 @@ use std::time::Instant;
 /// Measured rates of this machine.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct MachineRates {
-    /// f64 GEMM throughput, GFLOP/s (best of the repetitions).
+    /// f64 GEMM throughput with the global parallelism, GFLOP/s (best of the repetitions).
     pub gemm_gflops: f64,
+    /// The same on one thread.
+    pub gemm_gflops_seq: f64,
     /// Read bandwidth of a buffer larger than the caches, GB/s (best of the repetitions).
     pub read_gbs: f64,
+}
+
+impl MachineRates {
+    /// GEMM speedup of all threads over one. On this project's 2-vCPU VMs it is 1.7–2 when the
+    /// two vCPUs run on separate cores and about 1 when they share one (which the host decides,
+    /// for minutes at a time): parallel kernels slow down by as much, so every case records
+    /// the rates measured just before it.
+    pub fn speedup(&self) -> f64 {
+        self.gemm_gflops / self.gemm_gflops_seq
+    }
 }
 
 /// Best f64 GEMM rate over `reps` products of n×n matrices, with parallelism `par`.
@@ -65,11 +77,13 @@ pub fn read_gbs(bytes: usize, reps: usize) -> f64 {
     (n * 8) as f64 / best / 1e9
 }
 
-/// GEMM rate (n = 1024) and read bandwidth (256 MiB) with the global parallelism.
+/// GEMM rate (n = 1024) and read bandwidth (256 MiB) with the global parallelism, and the
+/// GEMM rate on one thread (about 0.2 s in all).
 pub fn measure() -> MachineRates {
     let par = faer::get_global_parallelism();
     MachineRates {
         gemm_gflops: gemm_gflops(1024, 5, par),
+        gemm_gflops_seq: gemm_gflops(1024, 3, Par::Seq),
         read_gbs: read_gbs(256 << 20, 5),
     }
 }
@@ -297,6 +311,8 @@ pub struct RooflineRow {
     pub cost: Cost,
     /// The cost of the work it does (passes over R where that is smaller, see [`Passes`]).
     pub work: Cost,
+    /// The machine rates measured just before it.
+    pub rates: MachineRates,
 }
 
 /// Times one Jacobi and one Gauss–Seidel iteration of representation learning at each size
@@ -307,6 +323,7 @@ pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
         let (_, s) = size.sizes();
         for update in [Update::Jacobi, Update::GaussSeidel] {
             let (p, mut solver, mut state) = replearn_case(size, update, seed, 3)?;
+            let rates = measure();
             let (seconds, _) = time_budget(1.0, || {
                 solver.step(&p, &mut state).expect("PBGD step");
                 state.iter += 1;
@@ -317,31 +334,36 @@ pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
                 seconds,
                 cost: replearn_iteration_cost(s.shape(), update, Passes::OverX),
                 work: replearn_iteration_cost(s.shape(), update, Passes::OverR),
+                rates,
             });
         }
     }
     Ok(rows)
 }
 
-/// Prints the roofline table (Markdown) with the machine rates it is measured against.
-pub fn print_roofline(threads: usize, rates: &MachineRates, rows: &[RooflineRow]) {
+/// Prints the roofline table (Markdown): each row against the machine rates measured just
+/// before it.
+pub fn print_roofline(threads: usize, rows: &[RooflineRow]) {
     println!(
-        "threads {threads}; GEMM {:.1} GFLOP/s (faer, 1024³); read bandwidth {:.1} GB/s (256 MiB)",
-        rates.gemm_gflops, rates.read_gbs
+        "threads {threads}; each row's floor from the rates measured just before it: faer GEMM 1024³ (GFLOP/s, and its speedup over one thread) and a streaming read of 256 MiB"
     );
     println!(
-        "| kernel | shape | time (ms) | GFLOP | MB | floor (ms) | bound | achieved/floor | floor of our work (ms) | achieved/that |"
+        "| kernel | shape | time (ms) | GFLOP | MB | GEMM GFLOP/s | speedup | read GB/s | floor (ms) | bound | achieved/floor | floor of our work (ms) | achieved/that |"
     );
-    println!("|---|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {
+        let rates = &r.rates;
         let (floor, work) = (r.cost.floor(rates), r.work.floor(rates));
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.3} | {} | {:.2} | {:.3} | {:.2} |",
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2} | {:.1} | {:.3} | {} | {:.2} | {:.3} | {:.2} |",
             r.kernel,
             r.shape,
             r.seconds * 1e3,
             r.cost.flops / 1e9,
             r.cost.bytes / 1e6,
+            rates.gemm_gflops,
+            rates.speedup(),
+            rates.read_gbs,
             floor * 1e3,
             r.cost.bound(rates),
             r.seconds / floor,
@@ -383,6 +405,8 @@ pub struct ExportedCase {
     pub work: Cost,
     /// Roofline floor of that, seconds.
     pub work_floor: f64,
+    /// The machine rates measured just before the timing, which the floors use.
+    pub rates: MachineRates,
 }
 
 /// Writes one benchmarked case into `dir`: the seeded data (x_trn.npy, y_trn.npy, x_val.npy,
@@ -394,7 +418,6 @@ pub fn export_replearn_case(
     update: Update,
     seed: u64,
     check_iters: usize,
-    rates: &MachineRates,
     dir: &std::path::Path,
 ) -> Result<ExportedCase> {
     let (p, mut solver, mut state) = replearn_case(size, update, seed, 0)?;
@@ -416,6 +439,7 @@ pub fn export_replearn_case(
     save("w2_k", &state.v, h, n)?;
     save("w_k", &w_of(&solver), h, n)?;
     let steps = solver.steps();
+    let rates = &measure();
     let (seconds, reps) = time_budget(2.0, || {
         solver.step(&p, &mut state).expect("PBGD step");
         state.iter += 1;
@@ -437,6 +461,7 @@ pub fn export_replearn_case(
         floor: cost.floor(rates),
         work,
         work_floor: work.floor(rates),
+        rates: *rates,
     };
     write_case(dir, &case)?;
     Ok(case)
@@ -528,6 +553,8 @@ pub struct ReplearnRun {
     pub work: Cost,
     /// Roofline floor of that, seconds.
     pub work_floor: f64,
+    /// The machine rates measured just before the timing, which the floors use.
+    pub rates: MachineRates,
 }
 
 /// Runs PBGD (`update`, the benchmark solver) on the representation-learning instance of
@@ -541,7 +568,6 @@ pub fn export_replearn_run(
     size: RepSize,
     update: Update,
     seed: u64,
-    rates: &MachineRates,
     dir: &std::path::Path,
 ) -> Result<ReplearnRun> {
     let (regime, sizes) = size.sizes();
@@ -551,6 +577,7 @@ pub fn export_replearn_run(
     let t = Instant::now();
     let (iters, solver, state) = replearn_run_to_tol(&p, update, seed, RUN_TOL)?;
     let seconds_checked = t.elapsed().as_secs_f64();
+    let rates = &measure();
     let final_dist = p
         .penalty_optimum_distance(&state.u, &state.v, BENCH_GAMMA)
         .unwrap_or(f64::NAN);
@@ -625,6 +652,7 @@ pub fn export_replearn_run(
         floor: cost.floor(rates),
         work,
         work_floor: work.floor(rates),
+        rates: *rates,
     };
     write_case(dir, &run)?;
     Ok(run)
@@ -659,11 +687,7 @@ fn write_case(dir: &std::path::Path, case: &impl serde::Serialize) -> Result<()>
 /// w.npy), our penalty values and gradient blocks (values.npy = [f, g, g(u, w)], du.npy,
 /// dv.npy), then times the evaluation (median) and writes case.json (`alpha` holds
 /// u_scale and `beta` holds λ).
-pub fn export_cleaning_case(
-    seed: u64,
-    rates: &MachineRates,
-    dir: &std::path::Path,
-) -> Result<ExportedCase> {
+pub fn export_cleaning_case(seed: u64, dir: &std::path::Path) -> Result<ExportedCase> {
     let CleaningCase {
         problem: p,
         u,
@@ -698,6 +722,7 @@ pub fn export_cleaning_case(
         "dv",
         &faer::MatRef::from_column_major_slice(&pen.dv, m, n).to_owned(),
     )?;
+    let rates = &measure();
     let (seconds, reps) = time_budget(2.0, || {
         std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
     });
@@ -717,6 +742,7 @@ pub fn export_cleaning_case(
         floor: cost.floor(rates),
         work,
         work_floor: work.floor(rates),
+        rates: *rates,
     };
     write_case(dir, &case)?;
     Ok(case)
@@ -819,6 +845,7 @@ pub fn cleaning_rows(seed: u64) -> Result<Vec<RooflineRow>> {
         w,
     } = cleaning_case(seed)?;
     let mut pen = crate::penalty::Penalty::new(p.dim_u(), p.dim_v());
+    let rates = measure();
     let (seconds, _) = time_budget(1.0, || {
         std::hint::black_box(pen.eval(&p, &u, &v, &w, BENCH_GAMMA, true, true));
     });
@@ -830,6 +857,7 @@ pub fn cleaning_rows(seed: u64) -> Result<Vec<RooflineRow>> {
         seconds,
         cost: cleaning_eval_cost((nt, nv, m, n), Passes::OverX),
         work: cleaning_eval_cost((nt, nv, m, n), Passes::OverR),
+        rates,
     }])
 }
 
@@ -867,6 +895,8 @@ pub struct CleaningRun {
     pub cost: Cost,
     /// Roofline floor of that work on the machine rates of this run, seconds.
     pub floor: f64,
+    /// The machine rates measured just before the timing, which the floor uses.
+    pub rates: MachineRates,
 }
 
 /// Work of a whole exact-v hyper-cleaning run (least squares, N = `nt`, N' = `nv`, m features,
@@ -957,14 +987,11 @@ pub const RUN_REPS: usize = 3;
 /// the data (x_trn, labels_trn, x_val, labels_val, x_test, labels_test .npy), our final u and
 /// W (u.npy, v.npy), the per-iteration test accuracy and cumulative time (acc.npy, time.npy),
 /// and case.json. Needs Fashion-MNIST installed.
-pub fn export_cleaning_run(
-    seed: u64,
-    rates: &MachineRates,
-    dir: &std::path::Path,
-) -> Result<CleaningRun> {
+pub fn export_cleaning_run(seed: u64, dir: &std::path::Path) -> Result<CleaningRun> {
     use crate::experiments::{FM_C, FM_GAMMA, FM_ITERS, FM_LAMBDA};
     let data = cleaning_run_data(seed)?;
     let u_step = FM_C / FM_GAMMA;
+    let rates = &measure();
     // The fastest of RUN_REPS runs, each on a fresh instance (the warm-started solves keep
     // state); every run must give the same iterates and accuracies.
     struct Timed {
@@ -1060,6 +1087,7 @@ pub fn export_cleaning_run(
         solver_note: p.solve_stats(),
         cost,
         floor: cost.floor(rates),
+        rates: *rates,
     };
     write_case(dir, &run)?;
     Ok(run)
