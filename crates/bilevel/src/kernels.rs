@@ -106,6 +106,64 @@ pub(crate) fn matmul_par_into(
     }
 }
 
+/// dst = lhs · rhs for a wide column-major lhs (m × h, a layer's weights) and a skinny rhs,
+/// split over threads along the inner dimension: thread t multiplies lhs's columns
+/// [h·t/T, h·(t+1)/T) (its own contiguous block of memory, the same block that
+/// [`matmul_par_into`] gives it for lhsᵀ·(·) and for a rank-k update of lhs) into its own
+/// partial, and the partials are summed in a fixed order (deterministic for a given thread
+/// count). Keeping each thread on one block of lhs across all of an iteration's products
+/// matters when the host places the two vCPUs on different core complexes: a row split here
+/// and a column split there moved a quarter of the matrix between their caches per product,
+/// and the medium iteration ran at one thread's speed. `partials` holds the T − 1 partials
+/// (m × k each, made on first use).
+pub(crate) fn matmul_par_inner(
+    mut dst: MatMut<'_, f64>,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    partials: &mut Vec<Mat<f64>>,
+    par: Par,
+) {
+    let parts = match par {
+        Par::Seq => 1,
+        _ => rayon::current_num_threads().min(lhs.ncols() / 8).max(1),
+    };
+    if parts == 1 {
+        matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+        return;
+    }
+    let (m, k, h) = (dst.nrows(), dst.ncols(), lhs.ncols());
+    partials.truncate(parts - 1);
+    for p in partials.iter_mut() {
+        if (p.nrows(), p.ncols()) != (m, k) {
+            *p = Mat::zeros(m, k);
+        }
+    }
+    while partials.len() < parts - 1 {
+        partials.push(Mat::zeros(m, k));
+    }
+    // Part t takes lhs's columns [h·t/T, h·(t+1)/T): for two threads the same halves as
+    // matmul_par_into's split.
+    let block = |t: usize| (h * t / parts, h * (t + 1) / parts);
+    let product = |t: usize, out: MatMut<'_, f64>| {
+        let (lo, hi) = block(t);
+        let (l, r) = (lhs.subcols(lo, hi - lo), rhs.subrows(lo, hi - lo));
+        matmul(out, Accum::Replace, l, r, 1.0, Par::Seq);
+    };
+    use rayon::prelude::*;
+    rayon::join(
+        || product(0, dst.rb_mut()),
+        || {
+            partials
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, p)| product(i + 1, p.as_mut()))
+        },
+    );
+    for p in partials.iter() {
+        dst += p;
+    }
+}
+
 /// One thread's share of a fused pass.
 #[derive(Debug)]
 pub(crate) struct Part {
@@ -496,6 +554,48 @@ mod tests {
     fn gaussian(seed: u64, r: usize, c: usize) -> Mat<f64> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         Mat::from_fn(r, c, |_, _| StandardNormal.sample(&mut rng))
+    }
+
+    /// The threaded products against one sequential product, for 1–4 threads (own pools):
+    /// the inner-dimension split of a wide lhs, and the row and column splits of
+    /// matmul_par_into with both accumulations. 1e-13 relative (the partials change the
+    /// summation order).
+    #[test]
+    fn threaded_products_match_the_sequential_one() {
+        let close = |a: MatRef<'_, f64>, b: MatRef<'_, f64>, what: &str| {
+            let d = (a - b).norm_l2();
+            assert!(d <= 1e-13 * b.norm_l2().max(1e-300), "{what}: {d:e}");
+        };
+        for threads in 1..=4 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let par = Par::rayon(threads);
+                for (m, h, k) in [(300, 420, 20), (50, 7, 3), (1, 64, 2)] {
+                    let w = gaussian(1, m, h);
+                    let b = gaussian(2, h, k);
+                    let want = &w * &b;
+                    let mut got = Mat::zeros(m, k);
+                    let mut partials = Vec::new();
+                    for _ in 0..2 {
+                        // Twice: the second call reuses the partials.
+                        matmul_par_inner(got.as_mut(), w.as_ref(), b.as_ref(), &mut partials, par);
+                        close(got.as_ref(), want.as_ref(), "inner split");
+                    }
+                    let g = gaussian(3, m, k);
+                    let tall = w.transpose() * &g;
+                    let mut d = Mat::zeros(h, k);
+                    matmul_par(d.as_mut(), w.transpose(), g.as_ref(), par);
+                    close(d.as_ref(), tall.as_ref(), "row split");
+                    let mut u = w.clone();
+                    matmul_par_into(u.as_mut(), Accum::Add, g.as_ref(), b.transpose(), -0.5, par);
+                    let wide = &w - 0.5 * (&g * b.transpose());
+                    close(u.as_ref(), wide.as_ref(), "column split, accumulated");
+                }
+            });
+        }
     }
 
     #[test]

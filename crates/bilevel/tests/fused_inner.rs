@@ -220,7 +220,7 @@ fn other_inner_loops_and_jacobi_keep_the_separate_inner_step() {
 }
 
 /// The two replearn instances of these tests: one sequential, one large enough for the
-/// parallel passes and the threaded products.
+/// parallel passes and the threaded W1 products (2mhn ≥ 2²⁰ multiply-adds).
 fn replearn_instances() -> Vec<RepLearning> {
     [
         (
@@ -234,7 +234,7 @@ fn replearn_instances() -> Vec<RepLearning> {
                 n_val: 600,
                 m: 200,
                 h: 220,
-                n: 4,
+                n: 12,
                 ..RepSizes::default_for(Regime::General)
             },
         ),

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::kernels::{LsData, Part, Pool, matmul_par, matmul_par_into, par_for};
+use crate::kernels::{LsData, Part, Pool, matmul_par, matmul_par_inner, matmul_par_into, par_for};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -438,6 +438,8 @@ struct Work {
     /// W1ᵀ [·, ·] for the two v-gradients of one pass, h × 2n.
     d: Mat<f64>,
     parts: Vec<Part>,
+    /// The other threads' partials of W1·(·) (see `kernels::matmul_par_inner`).
+    partials: Vec<Mat<f64>>,
 }
 
 impl Work {
@@ -449,6 +451,7 @@ impl Work {
             gc: Mat::zeros(m, 2 * n),
             d: Mat::zeros(h, 2 * n),
             parts: Part::pool(nt.max(nv), m, 2 * n),
+            partials: Vec::new(),
         }
     }
 }
@@ -1080,7 +1083,7 @@ impl RepLearning {
             let mut col = ws.vw.as_mut().subcols_mut(dst, n);
             col.copy_from(MatRef::from_column_major_slice(src, h, n));
         }
-        matmul_par(ws.z.as_mut(), w1, ws.vw.as_ref(), par);
+        matmul_par_inner(ws.z.as_mut(), w1, ws.vw.as_ref(), &mut ws.partials, par);
         let inner = need.gw || beta.is_some();
         let kt = if need.du || inner {
             2 * n
@@ -1130,7 +1133,7 @@ impl RepLearning {
             let gw = ws.d.as_ref().subcols(n, n);
             zip!(ws.vw.as_mut().subcols_mut(n, n), gw).for_each(|unzip!(x, d)| *x -= beta * *d);
             let e = ws.gt.as_mut().subcols_mut(n, n);
-            matmul_par(e, w1, gw, par_for(m * h * n));
+            matmul_par_inner(e, w1, gw, &mut ws.partials, par_for(m * h * n));
             let e = ws.gt.as_ref().subcols(n, n);
             zip!(ws.z.as_mut().subcols_mut(n, n), e).for_each(|unzip!(z, e)| *z -= beta * *e);
             let kw = if need.du { n } else { 0 };
@@ -1206,7 +1209,7 @@ impl RepLearning {
         // fused pass over X, then ∇W1 = G W2ᵀ and ∇W2 = W1ᵀ G.
         self.with_work(|ws| {
             let mut z = ws.z.as_mut().subcols_mut(0, n);
-            matmul_par(z.rb_mut(), w1, w2, par);
+            matmul_par_inner(z.rb_mut(), w1, w2, &mut ws.partials, par);
             let kg = if gu.is_some() || gv.is_some() { n } else { 0 };
             let [val, _] = ls.pass(z.rb(), ws.gt.as_mut().subcols_mut(0, kg), &mut ws.parts);
             let gz = ws.gt.as_ref().subcols(0, n);
