@@ -217,7 +217,7 @@ def run_cleaning_run(case_dir, c, jax_mod):
          load("x_val"), one_hot(np, load("labels_val")[:, 0], n))
     xte, lte = load("x_test"), load("labels_test")[:, 0]
     u_ours, v_ours, acc_ours = load("u")[:, 0], load("v"), load("acc")[:, 0]
-    out = {"case": c["name"], "kind": "cleaning-run", "ours_s": c["seconds"], "speedup": speedup(c),
+    out = {"case": c["name"], "kind": "cleaning-run", "ours_s": c["seconds"], "trip_ns": placement(c),
            "ours_to_target_s": c["seconds_to_target"], "target_iter": c["target_iter"],
            "iters": c["iters"], "final_test_acc": c["final_test_acc"], "peers": {}}
     for lib in ("numpy", "jax"):
@@ -292,7 +292,7 @@ def run_replearn_run(case_dir, c, jax_mod):
     K = c["iters"]
     out = {"case": c["name"], "kind": "replearn-run", "ours_s": c["seconds"],
            "ours_checked_s": c["seconds_checked"], "iters": K, "tol": c["tol"],
-           "floor_s": c["floor"], "work_floor_s": c["work_floor"], "speedup": speedup(c),
+           "floor_s": c["floor"], "work_floor_s": c["work_floor"], "trip_ns": placement(c),
            "peers": {}}
     versions = {"best": d}
     if any(x.shape[0] >= x.shape[1] for x in (d[0], d[2])):
@@ -339,11 +339,11 @@ def run_replearn_run(case_dir, c, jax_mod):
     return out
 
 
-def speedup(c):
-    """Our GEMM speedup of two threads over one, measured just before our timing: about 1 when
-    the host runs the two vCPUs on one core (parallel kernels then slow down by as much)."""
-    r = c["rates"]
-    return r["gemm_gflops"] / r["gemm_gflops_seq"]
+def placement(c):
+    """The cores' cache-line round trip (ns) measured just before our timing: ~110 when the
+    host runs the two vCPUs on cores sharing a cache, ~400 when on different core complexes
+    (`perf::core_round_trip_ns`); the threaded kernels, ours and the peers', are slower then."""
+    return c["rates"]["round_trip_ns"]
 
 
 def rel_err(a, b):
@@ -396,7 +396,7 @@ def run_case(case_dir, jax_mod, budget):
     # Replearn steps map a state to the next; a cleaning evaluation always starts from s0.
     chain = c["kind"] != "cleaning"
     out = {"case": c["name"], "ours_s": c["seconds"], "floor_s": c["floor"],
-           "work_floor_s": c["work_floor"], "speedup": speedup(c), "peers": {}}
+           "work_floor_s": c["work_floor"], "trip_ns": placement(c), "peers": {}}
     for lib in ("numpy", "jax"):
         if lib == "jax" and jax_mod is None:
             continue
@@ -467,7 +467,7 @@ def table(results):
     head = ("| case | ours (ms) | NumPy naive | NumPy best | JAX naive | JAX best "
             "| JAX best, compiled loop | fastest peer / ours | floor (ms) | ours / floor "
             "| floor of our work (ms) | ours / that | NumPy best over R | JAX best over R "
-            "| JAX best over R, compiled loop | fastest over R / ours | our GEMM speedup "
+            "| JAX best over R, compiled loop | fastest over R / ours | our core round trip (ns) "
             "| JAX compile (s) |")
     lines = [head, "|---|" + "---:|" * 16 + "---|"]
     for r in results:
@@ -491,13 +491,13 @@ def table(results):
             f"| {r['floor_s'] * 1e3:.3f} | {r['ours_s'] / r['floor_s']:.2f} "
             f"| {work * 1e3:.3f} | {r['ours_s'] / work:.2f} | {ms('numpy-best-r')} "
             f"| {ms('jax-best-r')} | {ms('jax-best-r' + LOOP_SUFFIX)} | {fastest_r} "
-            f"| {r['speedup']:.2f} | {comp} |")
+            f"| {r['trip_ns']:.0f} | {comp} |")
     rl = [r for r in results if r.get("kind") == "replearn-run"]
     if rl:
         lines += ["", "| run to tolerance | iterations | tol | ours (s) | NumPy best | JAX best "
                   "| NumPy best over R | JAX best over R | fastest peer / ours "
                   "| fastest over R / ours | ours / floor | ours / floor of our work "
-                  "| ours, checking every iteration (s) | our GEMM speedup | JAX compile (s) |",
+                  "| ours, checking every iteration (s) | our core round trip (ns) | JAX compile (s) |",
                   "|---|" + "---:|" * 13 + "---|"]
     for r in rl:
         p = r["peers"]
@@ -512,12 +512,12 @@ def table(results):
             f"| {s('numpy-best')} | {s('jax-best')} | {s('numpy-best-r')} | {s('jax-best-r')} "
             f"| {ratio(four)} | {ratio(over_r)} | {r['ours_s'] / r['floor_s']:.2f} "
             f"| {r['ours_s'] / r['work_floor_s']:.2f} | {r['ours_checked_s']:.3f} "
-            f"| {r['speedup']:.2f} | {comp} |")
+            f"| {r['trip_ns']:.0f} | {comp} |")
     runs = [r for r in results if r.get("kind") == "cleaning-run"]
     if runs:
         lines += ["", "| whole run | iterations | ours (s) | NumPy naive | NumPy best | JAX naive "
                   "| JAX best | fastest peer / ours | to target: ours (s) | fastest peer (s) "
-                  "| ratio | our GEMM speedup | JAX compile (s) |",
+                  "| ratio | our core round trip (ns) | JAX compile (s) |",
                   "|---|" + "---:|" * 11 + "---|"]
     for r in runs:
         p = r["peers"]
@@ -531,7 +531,7 @@ def table(results):
             f"| {s('numpy-best')} | {s('jax-naive')} | {s('jax-best')} "
             f"| {fastest / r['ours_s']:.2f} | {r['ours_to_target_s']:.2f} (iteration "
             f"{r['target_iter']}) | {fastest_t:.2f} | {fastest_t / r['ours_to_target_s']:.2f} "
-            f"| {r['speedup']:.2f} | {comp} |")
+            f"| {r['trip_ns']:.0f} | {comp} |")
     return "\n".join(lines)
 
 

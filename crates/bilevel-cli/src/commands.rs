@@ -31,7 +31,8 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
     mkdir(out)?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Rates at the start, for the record; every case measures them again just before its
-    // timing (the host moves the two vCPUs between shared and separate cores).
+    // timing (the host moves the two vCPUs between core complexes, see
+    // perf::core_round_trip_ns).
     let rates = perf::measure();
     let mut cases = Vec::new();
     for &size in &sizes {
@@ -59,7 +60,7 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
         mkdir(&dir)?;
         let r = perf::export_replearn_run(size, Update::Jacobi, 0, &dir)?;
         println!(
-            "{}: {} iterations to a distance of {:e} from the penalty optimum in {:.3} s ({:.2}x its floor, {:.2}x the floor of our work; {:.3} s checking the distance every iteration; GEMM speedup over one thread {:.2})",
+            "{}: {} iterations to a distance of {:e} from the penalty optimum in {:.3} s ({:.2}x its floor, {:.2}x the floor of our work; {:.3} s checking the distance every iteration; cores' round trip {:.0} ns)",
             r.name,
             r.iters,
             r.tol,
@@ -67,7 +68,7 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
             r.seconds / r.floor,
             r.seconds / r.work_floor,
             r.seconds_checked,
-            r.rates.speedup()
+            r.rates.round_trip_ns
         );
         runs.push(serde_json::to_value(&r)?);
     }
@@ -77,12 +78,12 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
             mkdir(&dir)?;
             let r = perf::export_cleaning_run(0, &dir)?;
             println!(
-                "cleaning-fmnist-run: {} iterations in {:.2} s ({:.2}x its floor {:.2} s; GEMM speedup over one thread {:.2}), test accuracy {:.4} (within 0.5 points of it after iteration {}, {:.2} s); {}",
+                "cleaning-fmnist-run: {} iterations in {:.2} s ({:.2}x its floor {:.2} s; cores' round trip {:.0} ns), test accuracy {:.4} (within 0.5 points of it after iteration {}, {:.2} s); {}",
                 r.iters,
                 r.seconds,
                 r.seconds / r.floor,
                 r.floor,
-                r.rates.speedup(),
+                r.rates.round_trip_ns,
                 r.final_test_acc,
                 r.target_iter,
                 r.seconds_to_target,

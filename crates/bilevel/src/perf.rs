@@ -20,16 +20,44 @@ pub struct MachineRates {
     pub gemm_gflops_seq: f64,
     /// Read bandwidth of a buffer larger than the caches, GB/s (best of the repetitions).
     pub read_gbs: f64,
+    /// Round trip of a cache line between two threads, nanoseconds (median of five runs of
+    /// [`core_round_trip_ns`]).
+    pub round_trip_ns: f64,
 }
 
 impl MachineRates {
-    /// GEMM speedup of all threads over one. On this project's 2-vCPU VMs it is 1.7–2 when the
-    /// two vCPUs run on separate cores and about 1 when they share one (which the host decides,
-    /// for minutes at a time): parallel kernels slow down by as much, so every case records
-    /// the rates measured just before it.
+    /// GEMM speedup of all threads over one.
     pub fn speedup(&self) -> f64 {
         self.gemm_gflops / self.gemm_gflops_seq
     }
+}
+
+/// Round trip of a cache line between two spinning threads, nanoseconds: about 110 when the
+/// host runs this machine's two vCPUs on cores that share a cache, about 400 when it puts them
+/// on different core complexes, which it decides for seconds to minutes at a time. Kernels
+/// that hand data between the threads slow down in the second placement (the medium
+/// iteration by 30 %), so every benchmark case records it.
+pub fn core_round_trip_ns(trips: u64) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let flag = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..trips {
+                while flag.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                flag.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let t = Instant::now();
+        for i in 0..trips {
+            flag.store(2 * i + 1, Ordering::Release);
+            while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        t.elapsed().as_secs_f64() / trips.max(1) as f64 * 1e9
+    })
 }
 
 /// Best f64 GEMM rate over `reps` products of n×n matrices, with parallelism `par`.
@@ -77,14 +105,17 @@ pub fn read_gbs(bytes: usize, reps: usize) -> f64 {
     (n * 8) as f64 / best / 1e9
 }
 
-/// GEMM rate (n = 1024) and read bandwidth (256 MiB) with the global parallelism, and the
-/// GEMM rate on one thread (about 0.2 s in all).
+/// GEMM rate (n = 1024) and read bandwidth (256 MiB) with the global parallelism, the GEMM
+/// rate on one thread, and the cores' round trip (about 0.3 s in all).
 pub fn measure() -> MachineRates {
     let par = faer::get_global_parallelism();
+    let mut trips: Vec<f64> = (0..5).map(|_| core_round_trip_ns(20_000)).collect();
+    trips.sort_by(f64::total_cmp);
     MachineRates {
         gemm_gflops: gemm_gflops(1024, 5, par),
         gemm_gflops_seq: gemm_gflops(1024, 3, Par::Seq),
         read_gbs: read_gbs(256 << 20, 5),
+        round_trip_ns: trips[2],
     }
 }
 
@@ -345,17 +376,17 @@ pub fn replearn_rows(sizes: &[RepSize], seed: u64) -> Result<Vec<RooflineRow>> {
 /// before it.
 pub fn print_roofline(threads: usize, rows: &[RooflineRow]) {
     println!(
-        "threads {threads}; each row's floor from the rates measured just before it: faer GEMM 1024³ (GFLOP/s, and its speedup over one thread) and a streaming read of 256 MiB"
+        "threads {threads}; each row's floor from the rates measured just before it: faer GEMM 1024³ (GFLOP/s, and its speedup over one thread) and a streaming read of 256 MiB; and the cores' cache-line round trip (~110 ns: shared cache, ~400 ns: different core complexes)"
     );
     println!(
-        "| kernel | shape | time (ms) | GFLOP | MB | GEMM GFLOP/s | speedup | read GB/s | floor (ms) | bound | achieved/floor | floor of our work (ms) | achieved/that |"
+        "| kernel | shape | time (ms) | GFLOP | MB | GEMM GFLOP/s | speedup | read GB/s | round trip (ns) | floor (ms) | bound | achieved/floor | floor of our work (ms) | achieved/that |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {
         let rates = &r.rates;
         let (floor, work) = (r.cost.floor(rates), r.work.floor(rates));
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2} | {:.1} | {:.3} | {} | {:.2} | {:.3} | {:.2} |",
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2} | {:.1} | {:.0} | {:.3} | {} | {:.2} | {:.3} | {:.2} |",
             r.kernel,
             r.shape,
             r.seconds * 1e3,
@@ -364,6 +395,7 @@ pub fn print_roofline(threads: usize, rows: &[RooflineRow]) {
             rates.gemm_gflops,
             rates.speedup(),
             rates.read_gbs,
+            rates.round_trip_ns,
             floor * 1e3,
             r.cost.bound(rates),
             r.seconds / floor,
