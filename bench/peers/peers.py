@@ -217,8 +217,8 @@ def run_cleaning_run(case_dir, c, jax_mod):
          load("x_val"), one_hot(np, load("labels_val")[:, 0], n))
     xte, lte = load("x_test"), load("labels_test")[:, 0]
     u_ours, v_ours, acc_ours = load("u")[:, 0], load("v"), load("acc")[:, 0]
-    out = {"case": c["name"], "kind": "cleaning-run", "ours_s": c["seconds"], "trip_ns": placement(c),
-           "ours_to_target_s": c["seconds_to_target"], "target_iter": c["target_iter"],
+    out = {"case": c["name"], "kind": "cleaning-run", "ours_s": c["seconds"],
+           "trip_ns": placement(c), "ours_to_target_s": c["seconds_to_target"], "target_iter": c["target_iter"],
            "iters": c["iters"], "final_test_acc": c["final_test_acc"], "peers": {}}
     for lib in ("numpy", "jax"):
         if lib == "jax" and jax_mod is None:
@@ -283,6 +283,14 @@ def run_cleaning_run(case_dir, c, jax_mod):
 # AGREE_RTOL of our iterates and within tol, and is timed without checks, as ours is. Only the
 # best-order versions run (the naive ones are 10-100x slower per iteration, see the iteration
 # table). JAX runs the K iterations inside one jit-compiled lax.fori_loop, as a JAX user would.
+def compiled_loop(jax_mod, c):
+    """JAX's best order as one jit-compiled function (data, state, k) -> state running k
+    iterations in a lax.fori_loop (k static: one compilation per k)."""
+    jax, jnp = jax_mod
+    loop = lambda dd, s, k: jax.lax.fori_loop(0, k, lambda i, s: best_step(jnp, dd, *s, c), s)
+    return jax.jit(loop, static_argnums=2)
+
+
 def run_replearn_run(case_dir, c, jax_mod):
     load = lambda name: np.load(case_dir / f"{name}.npy")
     d = tuple(load(k) for k in ("x_trn", "y_trn", "x_val", "y_val"))
@@ -312,13 +320,11 @@ def run_replearn_run(case_dir, c, jax_mod):
             else:
                 jax, jnp = jax_mod
                 dd = tuple(jnp.asarray(x) for x in dv)
-                loop = lambda dd, s: jax.lax.fori_loop(
-                    0, K, lambda i, s: best_step(jnp, dd, *s, c), s)
-                jit = jax.jit(loop)
+                jit = compiled_loop(jax_mod, c)
                 t = time.perf_counter()
-                jit.lower(dd, s0).compile()
+                jit.lower(dd, s0, K).compile()
                 compile_s = time.perf_counter() - t
-                call = lambda jit=jit, dd=dd: jax.block_until_ready(jit(dd, s0))
+                call = lambda jit=jit, dd=dd: jax.block_until_ready(jit(dd, s0, K))
             best = None
             for _ in range(RUN_REPS):
                 t = time.perf_counter()
@@ -438,9 +444,7 @@ def run_case(case_dir, jax_mod, budget):
         for version in [v for v in ("best", "best-r") if v in versions]:
             key = f"jax-{version}{LOOP_SUFFIX}"
             dd = tuple(jnp.asarray(x) for x in (r_form(d) if version == "best-r" else d))
-            loop = lambda dd, s, k: jax.lax.fori_loop(
-                0, k, lambda i, s: best_step(jnp, dd, *s, c), s)
-            jit = jax.jit(loop, static_argnums=2)
+            jit = compiled_loop(jax_mod, c)
             t = time.perf_counter()
             jit.lower(dd, s0, LOOP).compile()
             compile_s = time.perf_counter() - t
