@@ -164,6 +164,31 @@ pub(crate) fn matmul_par_inner(
     }
 }
 
+/// dst ← dst + alpha · src, or dst ← alpha · src when `overwrite`, column by column with the
+/// SIMD-dispatched loops of [`crate::linalg`] (faer's element-wise loops compile for baseline
+/// x86-64). Both matrices must have contiguous columns (owned matrices and their blocks do).
+pub(crate) fn cols_axpy(
+    alpha: f64,
+    src: MatRef<'_, f64>,
+    mut dst: MatMut<'_, f64>,
+    overwrite: bool,
+) {
+    assert_eq!((src.nrows(), src.ncols()), (dst.nrows(), dst.ncols()));
+    for j in 0..src.ncols() {
+        let x = src.col(j).try_as_col_major().expect("contiguous column");
+        let y = dst
+            .rb_mut()
+            .col_mut(j)
+            .try_as_col_major_mut()
+            .expect("contiguous column");
+        if overwrite {
+            crate::linalg::scale_into(alpha, x.as_slice(), y.as_slice_mut());
+        } else {
+            crate::linalg::axpy(alpha, x.as_slice(), y.as_slice_mut());
+        }
+    }
+}
+
 /// One thread's share of a fused pass.
 #[derive(Debug)]
 pub(crate) struct Part {

@@ -28,6 +28,18 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     );
 }
 
+/// y ← a·x, SIMD-dispatched as [`axpy`].
+pub fn scale_into(a: f64, x: &[f64], y: &mut [f64]) {
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            for (yi, xi) in y.iter_mut().zip(x) {
+                *yi = a * xi;
+            }
+        },
+    );
+}
+
 /// ‖x − y‖.
 pub fn dist(x: &[f64], y: &[f64]) -> f64 {
     x.iter()

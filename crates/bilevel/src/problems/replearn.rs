@@ -31,13 +31,15 @@ use crate::problem::{PenaltyOptimum, PenaltyStep, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, Mat, MatMut, MatRef, Par, unzip, zip};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::kernels::{LsData, Part, Pool, matmul_par, matmul_par_inner, matmul_par_into, par_for};
+use crate::kernels::{
+    LsData, Part, Pool, cols_axpy, matmul_par, matmul_par_inner, matmul_par_into, par_for,
+};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -1103,12 +1105,12 @@ impl RepLearning {
             ws.gc.as_mut().subcols_mut(0, kv),
             &mut ws.parts,
         );
-        for j in 0..kv {
-            let (src, dst) = (ws.gt.col(j), ws.gc.col_mut(j));
-            dst.iter_mut()
-                .zip(src.iter())
-                .for_each(|(d, s)| *d += gamma * s);
-        }
+        cols_axpy(
+            gamma,
+            ws.gt.as_ref().subcols(0, kv),
+            ws.gc.as_mut().subcols_mut(0, kv),
+            false,
+        );
         // The v-gradients, one W1ᵀ product for both where both are wanted.
         match (need.dv, inner) {
             (true, true) => {
@@ -1131,11 +1133,11 @@ impl RepLearning {
         if let Some(beta) = beta {
             // w' = w − β ∇_v g(u, w) and its Z = W1 w' = W1 w − β W1 ∇_v g(u, w).
             let gw = ws.d.as_ref().subcols(n, n);
-            zip!(ws.vw.as_mut().subcols_mut(n, n), gw).for_each(|unzip!(x, d)| *x -= beta * *d);
+            cols_axpy(-beta, gw, ws.vw.as_mut().subcols_mut(n, n), false);
             let e = ws.gt.as_mut().subcols_mut(n, n);
             matmul_par_inner(e, w1, gw, &mut ws.partials, par_for(m * h * n));
             let e = ws.gt.as_ref().subcols(n, n);
-            zip!(ws.z.as_mut().subcols_mut(n, n), e).for_each(|unzip!(z, e)| *z -= beta * *e);
+            cols_axpy(-beta, e, ws.z.as_mut().subcols_mut(n, n), false);
             let kw = if need.du { n } else { 0 };
             [g_star, _] = self.ls_trn.pass(
                 ws.z.as_ref().subcols(n, n),
@@ -1148,7 +1150,7 @@ impl RepLearning {
                 ws.gt.as_ref().subcols(n, n),
                 ws.gc.as_mut().subcols_mut(n, n),
             );
-            zip!(dst, src).for_each(|unzip!(d, s)| *d = -gamma * *s);
+            cols_axpy(-gamma, src, dst, true);
         }
         [f, g, g_star]
     }
@@ -1308,7 +1310,7 @@ impl Problem for RepLearning {
             if let Some(alpha) = step.alpha_v {
                 let w2 = MatMut::from_column_major_slice_mut(v, h, n);
                 let dv = ws.d.as_ref().subcols(0, n);
-                zip!(w2, dv).for_each(|unzip!(x, d)| *x -= alpha * *d);
+                cols_axpy(-alpha, dv, w2, false);
             }
             values
         }))
