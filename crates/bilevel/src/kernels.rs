@@ -372,19 +372,21 @@ pub(crate) fn fused_pass(
                     let yc = y.col(j).subrows(i0, b);
                     let rc = rb.rb_mut().col_mut(q * n + j);
                     match losses.as_deref_mut() {
-                        None => match (rc.try_as_col_major_mut(), yc.try_as_col_major()) {
-                            (Some(rc), Some(yc)) => {
-                                s += sub_squares(rc.as_slice_mut(), yc.as_slice());
-                            }
-                            (rc, _) => {
+                        None => {
+                            // The residual block is a workspace's: its columns are contiguous.
+                            let rc = rc.try_as_col_major_mut().expect("contiguous residual");
+                            let rc = rc.as_slice_mut();
+                            match yc.try_as_col_major() {
+                                Some(yc) => s += sub_squares(rc, yc.as_slice()),
                                 // Strided targets (a caller's view): the plain loop.
-                                let mut rc = rc.expect("the residual block is column-major");
-                                for (ri, yi) in rc.rb_mut().iter_mut().zip(yc.iter()) {
-                                    *ri -= yi;
-                                    s += *ri * *ri;
+                                None => {
+                                    for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
+                                        *ri -= yi;
+                                        s += *ri * *ri;
+                                    }
                                 }
                             }
-                        },
+                        }
                         Some(l) => {
                             let l = &mut l[(i0 - lo) * groups..];
                             for (i, (ri, yi)) in rc.iter_mut().zip(yc.iter()).enumerate() {

@@ -232,6 +232,19 @@ pub fn bench_solver(update: Update) -> Pbgd {
     })
 }
 
+/// The benchmark solver ([`bench_solver`]) and its state at the problem's start point for
+/// `seed`, before the solver's init.
+fn bench_start(p: &RepLearning, update: Update, seed: u64) -> (Pbgd, State) {
+    let (u, v) = p.init(seed);
+    let state = State {
+        u,
+        v,
+        iter: 0,
+        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
+    };
+    (bench_solver(update), state)
+}
+
 /// A seeded representation-learning instance of `size`, a benchmark solver initialized at the
 /// problem's start point, and the state after `warm` iterations (so W2 ≠ 0).
 pub fn replearn_case(
@@ -242,14 +255,7 @@ pub fn replearn_case(
 ) -> Result<(RepLearning, Pbgd, State)> {
     let (regime, sizes) = size.sizes();
     let p = RepLearning::generate(regime, &sizes, seed)?;
-    let (u, v) = p.init(seed);
-    let mut state = State {
-        u,
-        v,
-        iter: 0,
-        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
-    };
-    let mut solver = bench_solver(update);
+    let (mut solver, mut state) = bench_start(&p, update, seed);
     solver.init(&p, &mut state)?;
     for _ in 0..warm {
         solver.step(&p, &mut state)?;
@@ -518,14 +524,7 @@ pub fn replearn_run_to_tol(
     seed: u64,
     tol: f64,
 ) -> Result<(usize, Pbgd, State)> {
-    let (u, v) = p.init(seed);
-    let mut state = State {
-        u,
-        v,
-        iter: 0,
-        rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
-    };
-    let mut solver = bench_solver(update);
+    let (mut solver, mut state) = bench_start(p, update, seed);
     solver.init(p, &mut state)?;
     let dist = |s: &State| {
         p.penalty_optimum_distance(&s.u, &s.v, BENCH_GAMMA)
@@ -615,14 +614,7 @@ pub fn export_replearn_run(
         .unwrap_or(f64::NAN);
     let mut best = f64::INFINITY;
     for _ in 0..RUN_REPS {
-        let (u, v) = p.init(seed);
-        let mut s = State {
-            u,
-            v,
-            iter: 0,
-            rng: crate::seeds::rng(seed, crate::seeds::Stream::Run),
-        };
-        let mut sol = bench_solver(update);
+        let (mut sol, mut s) = bench_start(&p, update, seed);
         let t = Instant::now();
         sol.init(&p, &mut s)?;
         for _ in 0..iters {
@@ -643,11 +635,11 @@ pub fn export_replearn_run(
         let a = faer::MatRef::from_column_major_slice(x, r, c).to_owned();
         crate::npy::write_matrix(&dir.join(format!("{name}.npy")), &a)
     };
-    let (u0, v0) = p.init(seed);
-    save("w1_0", &u0, m, h)?;
-    save("w2_0", &v0, h, n)?;
-    // A warm inner loop starts from the LL variable (Pbgd::init).
-    save("w_0", &v0, h, n)?;
+    let (mut start, mut s0) = bench_start(&p, update, seed);
+    start.init(&p, &mut s0)?;
+    save("w1_0", &s0.u, m, h)?;
+    save("w2_0", &s0.v, h, n)?;
+    save("w_0", start.ll_estimate().expect("PBGD keeps w"), h, n)?;
     save("w1_k", &state.u, m, h)?;
     save("w2_k", &state.v, h, n)?;
     save("w_k", solver.ll_estimate().expect("PBGD keeps w"), h, n)?;
