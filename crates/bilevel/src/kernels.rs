@@ -204,14 +204,37 @@ impl Part {
     /// One part per rayon thread, for passes over matrices with `m` columns and at most
     /// `max_rows` rows, with at most `k` right-hand sides.
     pub(crate) fn pool(max_rows: usize, m: usize, k: usize) -> Vec<Part> {
-        let rows = (BLOCK_BYTES / (8 * m.max(1))).max(8).min(max_rows.max(1));
         (0..rayon::current_num_threads().max(1))
-            .map(|_| Part {
-                r: Mat::zeros(rows, k),
-                g: Mat::zeros(m, k),
-                val: [0.0; 2],
-            })
+            .map(|_| Part::new(max_rows, m, k))
             .collect()
+    }
+
+    /// One thread's share (see [`Part::pool`]).
+    pub(crate) fn new(max_rows: usize, m: usize, k: usize) -> Part {
+        let rows = (BLOCK_BYTES / (8 * m.max(1))).max(8).min(max_rows.max(1));
+        Part {
+            r: Mat::zeros(rows, k),
+            g: Mat::zeros(m, k),
+            val: [0.0; 2],
+        }
+    }
+
+    /// The partial Xᵀ R of the last pass (its first `kg` columns).
+    pub(crate) fn g(&self, kg: usize) -> MatRef<'_, f64> {
+        self.g.as_ref().subcols(0, kg)
+    }
+
+    /// Swaps the partial Xᵀ R with `g` (same shape: m × the columns this part was made for)
+    /// instead of copying it, for a caller that is the only part; returns [`Part::sums`].
+    pub(crate) fn swap_g(&mut self, g: &mut Mat<f64>) -> [f64; 2] {
+        assert_eq!((g.nrows(), g.ncols()), (self.g.nrows(), self.g.ncols()));
+        std::mem::swap(&mut self.g, g);
+        self.val
+    }
+
+    /// The partial sums of squared residuals of the last pass, per column group.
+    pub(crate) fn sums(&self) -> [f64; 2] {
+        self.val
     }
 }
 
@@ -297,6 +320,129 @@ fn sub_squares(r: &mut [f64], y: &[f64]) -> f64 {
     )
 }
 
+/// The rows one thread covers in a pass, in blocks of `block` rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassRange {
+    pub lo: usize,
+    pub hi: usize,
+    pub block: usize,
+    pub upper: bool,
+}
+
+/// One thread's share of [`fused_pass`]: rows [lo, hi) of X in blocks, each multiplied twice
+/// while in cache. Leaves the partial half-squares (times two) in `part.val` and the partial
+/// Xᵀ diag(ρ) R (m × kg) in `part.g`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pass_range(
+    x: MatRef<'_, f64>,
+    x_cols: Option<MatRef<'_, f64>>,
+    y: MatRef<'_, f64>,
+    z: MatRef<'_, f64>,
+    kg: usize,
+    range: PassRange,
+    weight: Option<&[f64]>,
+    mut losses: Option<&mut [f64]>,
+    mut rows: Option<MatMut<'_, f64>>,
+    part: &mut Part,
+) {
+    let (ncols, n, k) = (x.ncols(), y.ncols(), z.ncols());
+    let groups = k / n;
+    let PassRange {
+        lo,
+        hi,
+        block,
+        upper,
+    } = range;
+    part.val = [0.0; 2];
+    if (lo >= hi || upper) && kg > 0 {
+        // Upper blocks add into their own rows of G only.
+        part.g.fill(0.0);
+    }
+    if let Some(l) = losses.as_deref_mut() {
+        l.fill(0.0);
+    }
+    let mut first = true;
+    let mut i0 = lo;
+    while i0 < hi {
+        let b = block.min(hi - i0);
+        // Columns left of c0 are zero in these rows when X is upper trapezoidal.
+        let c0 = if upper { i0.min(ncols) } else { 0 };
+        let xb = x.submatrix(i0, c0, b, ncols - c0);
+        let xb_fwd = x_cols.map_or(xb, |c| c.submatrix(i0, c0, b, ncols - c0));
+        let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
+        matmul(
+            rb.rb_mut(),
+            Accum::Replace,
+            xb_fwd,
+            z.subrows(c0, ncols - c0),
+            1.0,
+            Par::Seq,
+        );
+        for q in 0..groups {
+            let mut s = 0.0;
+            for j in 0..n {
+                let yc = y.col(j).subrows(i0, b);
+                let rc = rb.rb_mut().col_mut(q * n + j);
+                match losses.as_deref_mut() {
+                    None => {
+                        // The residual block is a workspace's: its columns are contiguous.
+                        let rc = rc.try_as_col_major_mut().expect("contiguous residual");
+                        let rc = rc.as_slice_mut();
+                        match yc.try_as_col_major() {
+                            Some(yc) => s += sub_squares(rc, yc.as_slice()),
+                            // Strided targets (a caller's view): the plain loop.
+                            None => {
+                                for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
+                                    *ri -= yi;
+                                    s += *ri * *ri;
+                                }
+                            }
+                        }
+                    }
+                    Some(l) => {
+                        let l = &mut l[(i0 - lo) * groups..];
+                        for (i, (ri, yi)) in rc.iter_mut().zip(yc.iter()).enumerate() {
+                            *ri -= yi;
+                            let sq = *ri * *ri;
+                            s += sq;
+                            l[i * groups + q] += 0.5 * sq;
+                        }
+                    }
+                }
+            }
+            part.val[q] += s;
+        }
+        if let Some(out) = rows.as_mut() {
+            out.rb_mut().subrows_mut(i0 - lo, b).copy_from(rb.rb());
+        }
+        if kg > 0 {
+            if let Some(wt) = weight {
+                let wt = &wt[i0..i0 + b];
+                for j in 0..kg {
+                    let rc = rb.rb_mut().col_mut(j);
+                    rc.iter_mut().zip(wt).for_each(|(r, w)| *r *= w);
+                }
+            }
+            let acc = if first && !upper {
+                Accum::Replace
+            } else {
+                Accum::Add
+            };
+            let gp = part.g.as_mut().submatrix_mut(c0, 0, ncols - c0, kg);
+            matmul(
+                gp,
+                acc,
+                xb.transpose(),
+                rb.rb().subcols(0, kg),
+                1.0,
+                Par::Seq,
+            );
+        }
+        first = false;
+        i0 += b;
+    }
+}
+
 /// One pass over the rows of X: for Z with one or two groups of n columns (n = Y's columns),
 /// returns ½‖X Z_q − Y‖² for each group q and writes G = Xᵀ diag(ρ) (X Z − [Y, Y]) restricted
 /// to its first `g.ncols()` columns (ρ = 1 unless `ops.weight` is given). Each block of rows is
@@ -336,100 +482,16 @@ pub(crate) fn fused_pass(
             "the column copy of X"
         );
     }
-    let work = |t: usize,
-                part: &mut Part,
-                mut losses: Option<&mut [f64]>,
-                mut rows: Option<MatMut<'_, f64>>| {
-        part.val = [0.0; 2];
-        let (lo, hi) = (bounds[t], bounds[t + 1]);
-        if (lo >= hi || upper) && kg > 0 {
-            // Upper blocks add into their own rows of G only.
-            part.g.fill(0.0);
-        }
-        if let Some(l) = losses.as_deref_mut() {
-            l.fill(0.0);
-        }
-        let mut first = true;
-        let mut i0 = lo;
-        while i0 < hi {
-            let b = block.min(hi - i0);
-            // Columns left of c0 are zero in these rows when X is upper trapezoidal.
-            let c0 = if upper { i0.min(ncols) } else { 0 };
-            let xb = x.submatrix(i0, c0, b, ncols - c0);
-            let xb_fwd = x_cols.map_or(xb, |c| c.submatrix(i0, c0, b, ncols - c0));
-            let mut rb = part.r.as_mut().submatrix_mut(0, 0, b, k);
-            matmul(
-                rb.rb_mut(),
-                Accum::Replace,
-                xb_fwd,
-                z.subrows(c0, ncols - c0),
-                1.0,
-                Par::Seq,
-            );
-            for q in 0..groups {
-                let mut s = 0.0;
-                for j in 0..n {
-                    let yc = y.col(j).subrows(i0, b);
-                    let rc = rb.rb_mut().col_mut(q * n + j);
-                    match losses.as_deref_mut() {
-                        None => {
-                            // The residual block is a workspace's: its columns are contiguous.
-                            let rc = rc.try_as_col_major_mut().expect("contiguous residual");
-                            let rc = rc.as_slice_mut();
-                            match yc.try_as_col_major() {
-                                Some(yc) => s += sub_squares(rc, yc.as_slice()),
-                                // Strided targets (a caller's view): the plain loop.
-                                None => {
-                                    for (ri, yi) in rc.iter_mut().zip(yc.iter()) {
-                                        *ri -= yi;
-                                        s += *ri * *ri;
-                                    }
-                                }
-                            }
-                        }
-                        Some(l) => {
-                            let l = &mut l[(i0 - lo) * groups..];
-                            for (i, (ri, yi)) in rc.iter_mut().zip(yc.iter()).enumerate() {
-                                *ri -= yi;
-                                let sq = *ri * *ri;
-                                s += sq;
-                                l[i * groups + q] += 0.5 * sq;
-                            }
-                        }
-                    }
-                }
-                part.val[q] += s;
-            }
-            if let Some(out) = rows.as_mut() {
-                out.rb_mut().subrows_mut(i0 - lo, b).copy_from(rb.rb());
-            }
-            if kg > 0 {
-                if let Some(wt) = weight {
-                    let wt = &wt[i0..i0 + b];
-                    for j in 0..kg {
-                        let rc = rb.rb_mut().col_mut(j);
-                        rc.iter_mut().zip(wt).for_each(|(r, w)| *r *= w);
-                    }
-                }
-                let acc = if first && !upper {
-                    Accum::Replace
-                } else {
-                    Accum::Add
-                };
-                let gp = part.g.as_mut().submatrix_mut(c0, 0, ncols - c0, kg);
-                matmul(
-                    gp,
-                    acc,
-                    xb.transpose(),
-                    rb.rb().subcols(0, kg),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            first = false;
-            i0 += b;
-        }
-    };
+    let work =
+        |t: usize, part: &mut Part, losses: Option<&mut [f64]>, rows: Option<MatMut<'_, f64>>| {
+            let range = PassRange {
+                lo: bounds[t],
+                hi: bounds[t + 1],
+                block,
+                upper,
+            };
+            pass_range(x, x_cols, y, z, kg, range, weight, losses, rows, part);
+        };
     let mut losses = ops.losses;
     let mut rows = ops.rows;
     if threads == 1 {
@@ -550,6 +612,53 @@ impl LsData {
         self.rows.ncols()
     }
 
+    /// Thread `t` of `parts`' share of [`LsData::pass`] (rows split as [`fused_pass`] splits
+    /// them): leaves its partial sums and its partial G (first `kg` columns) in `part`; the
+    /// caller sums the parts in order and finishes the values with [`LsData::values`].
+    pub(crate) fn pass_part(
+        &self,
+        z: MatRef<'_, f64>,
+        kg: usize,
+        (t, parts): (usize, usize),
+        part: &mut Part,
+    ) {
+        let (nrows, ncols) = (self.rows.ncols(), self.rows.nrows());
+        let bounds = thread_bounds(nrows, ncols, parts, self.upper);
+        let block = if self.upper {
+            upper_block(nrows, parts, part.r.nrows())
+        } else {
+            part.r.nrows()
+        };
+        let range = PassRange {
+            lo: bounds[t],
+            hi: bounds[t + 1],
+            block,
+            upper: self.upper,
+        };
+        let (x, x_cols) = (self.rows.transpose(), Some(self.cols.as_ref()));
+        pass_range(
+            x,
+            x_cols,
+            self.y.as_ref(),
+            z,
+            kg,
+            range,
+            None,
+            None,
+            None,
+            part,
+        );
+    }
+
+    /// The losses of the first `groups` column groups from the summed raw sums of a pass.
+    pub(crate) fn values(&self, sums: [f64; 2], groups: usize) -> [f64; 2] {
+        let mut val = [0.5 * sums[0], 0.5 * sums[1]];
+        for v in val.iter_mut().take(groups) {
+            *v += self.offset;
+        }
+        val
+    }
+
     /// [`fused_pass`] on this loss: ½‖X Z_q − Y‖² for each group of Z's columns, and
     /// G = Xᵀ(X Z − [Y, Y]) restricted to its first `g.ncols()` columns.
     pub(crate) fn pass(
@@ -564,11 +673,8 @@ impl LsData {
             cols: Some(self.cols.as_ref()),
             ..RowOps::default()
         };
-        let mut val = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);
-        for v in val.iter_mut().take(groups) {
-            *v += self.offset;
-        }
-        val
+        let val = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);
+        self.values([2.0 * val[0], 2.0 * val[1]], groups)
     }
 }
 

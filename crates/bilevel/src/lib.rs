@@ -27,6 +27,7 @@ pub mod run;
 pub mod seeds;
 pub mod solvers;
 pub mod study;
+mod team;
 pub mod trace;
 
 pub use error::{Error, Result};

@@ -35,11 +35,11 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
-use crate::kernels::{
-    LsData, Part, Pool, cols_axpy, matmul_par, matmul_par_inner, matmul_par_into, par_for,
-};
+use crate::team;
+
+use crate::kernels::{LsData, Part, Pool, cols_axpy, matmul_par, matmul_par_inner, par_for};
 
 /// Relative tolerance of every pseudo-inverse (singular values ≤ tol · σ_max are dropped).
 pub const PINV_RTOL: f64 = 1e-10;
@@ -415,45 +415,243 @@ fn half_sq_residual(x: MatRef<'_, f64>, z: MatRef<'_, f64>, y: MatRef<'_, f64>) 
     0.5 * s
 }
 
-/// Which gradients a fused evaluation forms ([`RepLearning::penalty_core`]).
-#[derive(Debug, Clone, Copy)]
-struct Need {
-    /// ∇_u L_γ (as `gc`, for the rank-2n product).
-    du: bool,
-    /// ∇_v L_γ.
-    dv: bool,
-    /// ∇_v g(u, w).
-    gw: bool,
+/// A block of a variable one team member reads, or reads and then steps.
+enum Block<'a> {
+    Ref(MatRef<'a, f64>),
+    Mut(MatMut<'a, f64>),
 }
 
-/// Scratch space of one evaluation (sizes fixed by the problem's shape).
+impl<'a> Block<'a> {
+    fn get(&self) -> MatRef<'_, f64> {
+        match self {
+            Block::Ref(b) => *b,
+            Block::Mut(b) => b.rb(),
+        }
+    }
+
+    /// An output block (outputs are always split from `Var::Mut`).
+    fn into_mut(b: Option<Self>) -> Option<MatMut<'a, f64>> {
+        match b {
+            Some(Block::Mut(x)) => Some(x),
+            _ => None,
+        }
+    }
+}
+
+/// dst = lhs · rhs on the calling thread.
+fn mul(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) {
+    matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+}
+
+/// Team member t's blocks of the variables and outputs of one fused evaluation: W1's columns
+/// [c_t, c_t+1) (m × h_t), and the same rows of W2, w and of the v-gradients (h_t × n).
+struct Slot<'a> {
+    w1: Block<'a>,
+    w2: Block<'a>,
+    w: Block<'a>,
+    du: Option<MatMut<'a, f64>>,
+    dv: Option<MatMut<'a, f64>>,
+    gw: Option<MatMut<'a, f64>>,
+}
+
+/// What one fused evaluation does with its results ([`RepLearning::penalty_core`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Task {
+    /// Form ∇_u L_γ: written to `du`, or (with `alpha_u`) added into W1 as W1 −= α_u ∇_u L_γ.
+    du: bool,
+    alpha_u: Option<f64>,
+    /// Form ∇_v L_γ: written to `dv`, or (with `alpha_v`) W2 −= α_v ∇_v L_γ.
+    dv: bool,
+    alpha_v: Option<f64>,
+    /// ∇_v g(u, w) at the incoming w, written to `gw`.
+    gw: bool,
+    /// First w ← w − β ∇_v g(u, w) (written back to w); g* and ∇g* at the new w.
+    beta: Option<f64>,
+    /// Team members to ask for (None: by the size of the job, `team::parts_for`).
+    parts: Option<usize>,
+}
+
+/// One team member's scratch space of a fused evaluation. The member writes each published
+/// buffer in one phase and the others read it, after a barrier, in the next.
+#[derive(Debug)]
+struct Member {
+    own: Mutex<Own>,
+    /// Published after phase 1: W1_t [W2, w]_t, this member's partial of W1 [W2, w] (m × 2n).
+    zp: RwLock<Mat<f64>>,
+    /// Published after phase 2: the partial passes over X_trn and X_val.
+    pass_t: RwLock<Part>,
+    pass_v: RwLock<Part>,
+    /// Published after phase 3: W1_t ∇_v g(u, w)_t (m × n).
+    e: RwLock<Mat<f64>>,
+    /// Published after phase 4: the partial pass over X_trn at w'.
+    pass_w: RwLock<Part>,
+}
+
+/// A member's private buffers.
+#[derive(Debug)]
+struct Own {
+    /// Its rows of [W2, w] (then [W2, w']), h_t × 2n (allocated h × 2n).
+    vw: Mat<f64>,
+    /// W1 [W2, w] (then [W1 W2, W1 w']), summed from the partials, m × 2n.
+    z: Mat<f64>,
+    /// X_trnᵀ R_trn for both right-hand sides, m × 2n.
+    gt: Mat<f64>,
+    /// [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w')] (so ∇W1 = gc [W2, w']ᵀ), m × 2n.
+    gc: Mat<f64>,
+    /// Its rows of [∇_v L_γ, ∇_v g(u, w)], h_t × 2n (allocated h × 2n).
+    d: Mat<f64>,
+    /// [f(u, v), g(u, v), g(u, w')] (the same on every part).
+    values: [f64; 3],
+}
+
+impl Member {
+    fn new(rows: usize, m: usize, h: usize, n: usize) -> Self {
+        let mat = |r, c| Mat::zeros(r, c);
+        Member {
+            own: Mutex::new(Own {
+                vw: mat(h, 2 * n),
+                z: mat(m, 2 * n),
+                gt: mat(m, 2 * n),
+                gc: mat(m, 2 * n),
+                d: mat(h, 2 * n),
+                values: [0.0; 3],
+            }),
+            zp: RwLock::new(mat(m, 2 * n)),
+            pass_t: RwLock::new(Part::new(rows, m, 2 * n)),
+            pass_v: RwLock::new(Part::new(rows, m, n)),
+            e: RwLock::new(mat(m, n)),
+            pass_w: RwLock::new(Part::new(rows, m, n)),
+        }
+    }
+}
+
+/// Locks that a panicking member left poisoned still guard consistent buffers (every phase
+/// overwrites what it publishes), and the team reports the panic itself.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A buffer one member publishes for the others to sum.
+trait Partial {
+    fn partial(&self, k: usize) -> MatRef<'_, f64>;
+    fn sums(&self) -> [f64; 2] {
+        [0.0; 2]
+    }
+}
+
+impl Partial for Mat<f64> {
+    fn partial(&self, k: usize) -> MatRef<'_, f64> {
+        self.as_ref().subcols(0, k)
+    }
+}
+
+impl Partial for Part {
+    fn partial(&self, k: usize) -> MatRef<'_, f64> {
+        self.g(k)
+    }
+    fn sums(&self) -> [f64; 2] {
+        Part::sums(self)
+    }
+}
+
+/// dst = Σ_s (first k columns of member s's buffer), over the members in order: the same sum,
+/// bit for bit, on every member. Returns the members' raw sums of squares, summed alike.
+fn sum_parts<T: Partial>(
+    members: &[Member],
+    which: impl Fn(&Member) -> &RwLock<T>,
+    k: usize,
+    mut dst: MatMut<'_, f64>,
+) -> [f64; 2] {
+    let mut sums = [0.0; 2];
+    for (s, member) in members.iter().enumerate() {
+        let buf = read(which(member));
+        if k > 0 {
+            cols_axpy(1.0, buf.partial(k), dst.rb_mut(), s == 0);
+        }
+        let [a, b] = buf.sums();
+        sums = [sums[0] + a, sums[1] + b];
+    }
+    sums
+}
+
+/// A variable as the caller hands it: read only, or to be stepped in place.
+enum Var<'a> {
+    Ref(&'a [f64]),
+    Mut(&'a mut [f64]),
+}
+
+/// A variable that a step moves (`Var::Mut`) or only reads.
+fn var(x: &mut [f64], moved: bool) -> Var<'_> {
+    if moved { Var::Mut(x) } else { Var::Ref(x) }
+}
+
+/// Splits an r × c column-major variable into the members' blocks: column blocks
+/// [cut(t), cut(t + 1)) when `by_cols`, else row blocks; `put(t, block)` receives them.
+fn split_blocks<'a>(
+    var: Var<'a>,
+    (r, c): (usize, usize),
+    by_cols: bool,
+    parts: usize,
+    cut: impl Fn(usize) -> usize,
+    mut put: impl FnMut(usize, Block<'a>),
+) {
+    match var {
+        Var::Ref(x) => {
+            let x = MatRef::from_column_major_slice(x, r, c);
+            for t in 0..parts {
+                let (lo, len) = (cut(t), cut(t + 1) - cut(t));
+                let b = if by_cols {
+                    x.subcols(lo, len)
+                } else {
+                    x.subrows(lo, len)
+                };
+                put(t, Block::Ref(b));
+            }
+        }
+        Var::Mut(x) => {
+            let mut rest = MatMut::from_column_major_slice_mut(x, r, c);
+            for t in 0..parts {
+                let len = cut(t + 1) - cut(t);
+                let (head, tail) = if by_cols {
+                    rest.split_at_col_mut(len)
+                } else {
+                    rest.split_at_row_mut(len)
+                };
+                put(t, Block::Mut(head));
+                rest = tail;
+            }
+        }
+    }
+}
+
+/// Scratch space of one caller (sizes fixed by the problem's shape).
 #[derive(Debug)]
 struct Work {
-    /// [W2, w] stacked, h × 2n.
-    vw: Mat<f64>,
-    /// W1 [W2, w], m × 2n.
+    /// W1 W2 of a single loss, m × n.
     z: Mat<f64>,
-    /// X_trnᵀ R_trn, m × 2n.
+    /// Its Xᵀ R, m × n.
     gt: Mat<f64>,
-    /// X_valᵀ R_val, m × n; then the combined ∇_Z of f + γ g and −γ ∇_Z g(u, w), m × 2n.
-    gc: Mat<f64>,
-    /// W1ᵀ [·, ·] for the two v-gradients of one pass, h × 2n.
-    d: Mat<f64>,
     parts: Vec<Part>,
     /// The other threads' partials of W1·(·) (see `kernels::matmul_par_inner`).
     partials: Vec<Mat<f64>>,
+    /// The team members' buffers of the fused evaluations (made on first use).
+    members: Vec<Member>,
 }
 
 impl Work {
-    fn new(nt: usize, nv: usize, m: usize, h: usize, n: usize) -> Self {
+    fn new(nt: usize, nv: usize, m: usize, n: usize) -> Self {
         Work {
-            vw: Mat::zeros(h, 2 * n),
-            z: Mat::zeros(m, 2 * n),
-            gt: Mat::zeros(m, 2 * n),
-            gc: Mat::zeros(m, 2 * n),
-            d: Mat::zeros(h, 2 * n),
-            parts: Part::pool(nt.max(nv), m, 2 * n),
+            z: Mat::zeros(m, n),
+            gt: Mat::zeros(m, n),
+            parts: Part::pool(nt.max(nv), m, n),
             partials: Vec::new(),
+            members: Vec::new(),
         }
     }
 }
@@ -1053,146 +1251,251 @@ impl RepLearning {
     fn with_work<R>(&self, f: impl FnOnce(&mut Work) -> R) -> R {
         let make = || {
             let (nt, nv) = (self.ls_trn.nrows(), self.ls_val.nrows());
-            Work::new(nt, nv, self.m, self.h, self.n)
+            Work::new(nt, nv, self.m, self.n)
         };
         self.work.with(make, f)
     }
 
-    /// The shared core of the fused evaluations ([`Problem::penalty_eval`],
-    /// [`Problem::penalty_eval_inner`], [`Problem::penalty_step`]) at (W1, W2, w): one product
-    /// W1·[W2, w], one fused pass over X_trn for both right-hand sides and one over X_val. Leaves
-    /// in the workspace `vw` = [W2, w'] and, as `need` asks, `gc` = [∇_Z f + γ ∇_Z g(u, v),
-    /// −γ ∇_Z g(u, w')] (so ∇W1 = gc·vwᵀ), ∇_v L_γ in the first n columns of `d` and ∇_v g(u, w)
-    /// (at the incoming w) in the last n. With `beta`, w' = w − β ∇_v g(u, w): the inner step's
-    /// gradient shares the W1ᵀ product with ∇_v L_γ, and g(u, w') takes one more product W1·(·)
-    /// and pass over X_trn on n columns (Z for w' is Z for w minus β W1 ∇_v g). Returns
-    /// [f(u, v), g(u, v), g(u, w')].
-    #[allow(clippy::too_many_arguments)]
-    fn penalty_core(
-        &self,
-        u: &[f64],
-        v: &[f64],
-        w: &[f64],
-        gamma: f64,
-        beta: Option<f64>,
-        need: Need,
-        ws: &mut Work,
-    ) -> [f64; 3] {
-        let (m, h, n) = (self.m, self.h, self.n);
-        let w1 = MatRef::from_column_major_slice(u, m, h);
-        let par = par_for(2 * m * h * n);
-        for (dst, src) in [(0, v), (n, w)] {
-            let mut col = ws.vw.as_mut().subcols_mut(dst, n);
-            col.copy_from(MatRef::from_column_major_slice(src, h, n));
-        }
-        matmul_par_inner(ws.z.as_mut(), w1, ws.vw.as_ref(), &mut ws.partials, par);
-        let inner = need.gw || beta.is_some();
-        let kt = if need.du || inner {
-            2 * n
-        } else if need.dv {
-            n
-        } else {
-            0
-        };
-        let kv = if need.du || need.dv { n } else { 0 };
-        let [g, mut g_star] = self.ls_trn.pass(
-            ws.z.as_ref(),
-            ws.gt.as_mut().subcols_mut(0, kt),
-            &mut ws.parts,
-        );
-        let [f, _] = self.ls_val.pass(
-            ws.z.as_ref().subcols(0, n),
-            ws.gc.as_mut().subcols_mut(0, kv),
-            &mut ws.parts,
-        );
-        cols_axpy(
-            gamma,
-            ws.gt.as_ref().subcols(0, kv),
-            ws.gc.as_mut().subcols_mut(0, kv),
-            false,
-        );
-        // The v-gradients, one W1ᵀ product for both where both are wanted.
-        match (need.dv, inner) {
-            (true, true) => {
-                ws.gc
-                    .as_mut()
-                    .subcols_mut(n, n)
-                    .copy_from(ws.gt.as_ref().subcols(n, n));
-                matmul_par(ws.d.as_mut(), w1.transpose(), ws.gc.as_ref(), par);
-            }
-            (true, false) => {
-                let d = ws.d.as_mut().subcols_mut(0, n);
-                matmul_par(d, w1.transpose(), ws.gc.as_ref().subcols(0, n), par);
-            }
-            (false, true) => {
-                let d = ws.d.as_mut().subcols_mut(n, n);
-                matmul_par(d, w1.transpose(), ws.gt.as_ref().subcols(n, n), par);
-            }
-            (false, false) => {}
-        }
-        if let Some(beta) = beta {
-            // w' = w − β ∇_v g(u, w) and its Z = W1 w' = W1 w − β W1 ∇_v g(u, w).
-            let gw = ws.d.as_ref().subcols(n, n);
-            cols_axpy(-beta, gw, ws.vw.as_mut().subcols_mut(n, n), false);
-            let e = ws.gt.as_mut().subcols_mut(n, n);
-            matmul_par_inner(e, w1, gw, &mut ws.partials, par_for(m * h * n));
-            let e = ws.gt.as_ref().subcols(n, n);
-            cols_axpy(-beta, e, ws.z.as_mut().subcols_mut(n, n), false);
-            let kw = if need.du { n } else { 0 };
-            [g_star, _] = self.ls_trn.pass(
-                ws.z.as_ref().subcols(n, n),
-                ws.gt.as_mut().subcols_mut(n, kw),
-                &mut ws.parts,
-            );
-        }
-        if need.du {
-            let (src, dst) = (
-                ws.gt.as_ref().subcols(n, n),
-                ws.gc.as_mut().subcols_mut(n, n),
-            );
-            cols_axpy(-gamma, src, dst, true);
-        }
-        [f, g, g_star]
+    /// Team member t's columns [c_t, c_t+1) of W1 (rows of W2 and w) among `parts`.
+    fn member_cut(&self, t: usize, parts: usize) -> usize {
+        self.h * t / parts
     }
 
-    /// Runs [`RepLearning::penalty_core`] and writes the gradients asked for.
+    /// The fused evaluation at (W1, W2, w) behind [`Problem::penalty_eval`],
+    /// [`Problem::penalty_eval_inner`] and [`Problem::penalty_step`]: one product W1·[W2, w],
+    /// one pass over X_trn for both right-hand sides and one over X_val, one W1ᵀ product for
+    /// both v-gradients, and the rank-2n product of ∇W1 = gc [W2, w]ᵀ, written to `du` or added
+    /// into W1 by the product itself. With `task.beta`, w' = w − β ∇_v g(u, w) first: its
+    /// gradient shares the W1ᵀ product with ∇_v L_γ, and g(u, w') takes one more product W1·(·)
+    /// and pass over X_trn on n columns (Z for w' is Z for w minus β W1 ∇_v g).
+    ///
+    /// Written once for a team of threads (`crate::team`): member t owns W1's columns
+    /// [c_t, c_t+1) and the same rows of W2 and w, so that it alone reads and writes its block
+    /// of W1 in every product; the passes split X's rows; the members meet at two barriers
+    /// (four with the inner step), where each sums the others' partials in member order (the
+    /// result depends on the thread count, not on timing). Returns [f(u, v), g(u, v), g(u, w')].
     #[allow(clippy::too_many_arguments)]
-    fn penalty_pass(
+    fn fused(
         &self,
-        u: &[f64],
-        v: &[f64],
-        w: &[f64],
+        u: Var<'_>,
+        v: Var<'_>,
+        w: Var<'_>,
         gamma: f64,
+        task: Task,
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
         gw: Option<&mut [f64]>,
     ) -> [f64; 3] {
         let (m, h, n) = (self.m, self.h, self.n);
-        let need = Need {
-            du: du.is_some(),
-            dv: dv.is_some(),
-            gw: gw.is_some(),
-        };
+        let wanted = task.parts.unwrap_or_else(|| team::parts_for(2 * m * h * n));
+        let parts = wanted.clamp(1, h.clamp(1, team::MAX_PARTS));
+        let mut crew = team::team().crew(parts);
+        if crew.parts() != parts {
+            crew = crew.alone();
+        }
         self.with_work(|ws| {
-            let values = self.penalty_core(u, v, w, gamma, None, need, ws);
-            for (out, col) in [(dv, 0), (gw, n)] {
-                if let Some(out) = out {
-                    MatMut::from_column_major_slice_mut(&mut out[..h * n], h, n)
-                        .copy_from(ws.d.as_ref().subcols(col, n));
+            let rows = self.ls_trn.nrows().max(self.ls_val.nrows());
+            while ws.members.len() < parts {
+                ws.members.push(Member::new(rows, m, h, n));
+            }
+            let members = &ws.members[..parts];
+            let slots_in: [Mutex<Option<Slot<'_>>>; team::MAX_PARTS] =
+                std::array::from_fn(|_| Mutex::new(None));
+            let cut = |t| self.member_cut(t, parts);
+            let mut blocks: [[Option<Block<'_>>; 6]; team::MAX_PARTS] = Default::default();
+            let outs = [du.map(Var::Mut), dv.map(Var::Mut), gw.map(Var::Mut)];
+            let vars = [Some(u), Some(v), Some(w)].into_iter().chain(outs);
+            for (k, var) in vars.enumerate() {
+                if let Some(var) = var {
+                    let shape = if k % 3 == 0 { (m, h) } else { (h, n) };
+                    split_blocks(var, shape, k % 3 == 0, parts, cut, |t, b| {
+                        blocks[t][k] = Some(b)
+                    });
                 }
             }
-            if let Some(du) = du {
-                // ∇W1 = gc [W2, w]ᵀ: one rank-2n product.
-                let g1 = MatMut::from_column_major_slice_mut(du, m, h);
-                matmul_par(
-                    g1,
-                    ws.gc.as_ref(),
-                    ws.vw.as_ref().transpose(),
-                    par_for(2 * m * h * n),
-                );
+            for (slot, b) in slots_in.iter().zip(blocks.iter_mut()).take(parts) {
+                let out = Block::into_mut;
+                let mut take = |k: usize| b[k].take();
+                *lock(slot) = Some(Slot {
+                    w1: take(0).expect("W1"),
+                    w2: take(1).expect("W2"),
+                    w: take(2).expect("w"),
+                    du: out(take(3)),
+                    dv: out(take(4)),
+                    gw: out(take(5)),
+                });
             }
+            // The parts are fixed by the size and the configured thread count; when the team
+            // is not free, this thread runs them all, phase by phase, with the same arithmetic
+            // (the same bits whoever runs them).
+            let threads = crew.parts();
+            crew.run(&|i, barrier| {
+                let mine = if threads == 1 { 0..parts } else { i..i + 1 };
+                let mut slots: [Option<Slot<'_>>; team::MAX_PARTS] = Default::default();
+                for t in mine.clone() {
+                    slots[t] = lock(&slots_in[t]).take();
+                }
+                for phase in 1.. {
+                    let mut more = false;
+                    for t in mine.clone() {
+                        let slot = slots[t].as_mut().expect("one slot per part");
+                        more = self.member_phase(phase, t, members, slot, gamma, task);
+                    }
+                    if !more {
+                        break;
+                    }
+                    barrier.wait();
+                }
+            });
+            let values: [f64; 3] = lock(&members[0].own).values;
             values
         })
+    }
+
+    /// Phase `phase` (1-based) of part t of [`RepLearning::fused`]; parts meet at a barrier
+    /// between phases. Returns whether another phase follows.
+    #[allow(clippy::too_many_arguments)]
+    fn member_phase(
+        &self,
+        phase: usize,
+        t: usize,
+        members: &[Member],
+        slot: &mut Slot<'_>,
+        gamma: f64,
+        task: Task,
+    ) -> bool {
+        let (n, parts) = (self.n, members.len());
+        let ht = self.member_cut(t + 1, parts) - self.member_cut(t, parts);
+        let me = &members[t];
+        let mut guard = lock(&me.own);
+        let own = &mut *guard;
+        let inner = task.gw || task.beta.is_some();
+        let kt = if task.du || inner {
+            2 * n
+        } else if task.dv {
+            n
+        } else {
+            0
+        };
+        let kv = if task.du || task.dv { n } else { 0 };
+        let kw = if task.du { n } else { 0 };
+        let mut vw = own.vw.as_mut().subrows_mut(0, ht);
+        let mut d = own.d.as_mut().subrows_mut(0, ht);
+        // Alone, phase 3 swaps the pass's X_trnᵀ R in instead of copying it.
+        let alone_sums = (phase == 3 && parts == 1).then(|| write(&me.pass_t).swap_g(&mut own.gt));
+        let (mut gt, mut gc) = (own.gt.as_mut(), own.gc.as_mut());
+        let w1 = slot.w1.get();
+        match phase {
+            1 => {
+                // This part's partial of Z = W1 [W2, w].
+                vw.rb_mut().subcols_mut(0, n).copy_from(slot.w2.get());
+                vw.rb_mut().subcols_mut(n, n).copy_from(slot.w.get());
+                mul(write(&me.zp).as_mut(), w1, vw.rb());
+                return true;
+            }
+            2 => {
+                // Z, and this part's rows of the passes over X_trn and X_val.
+                if parts == 1 {
+                    // Alone: the partial is Z (swapped in, not copied).
+                    std::mem::swap(&mut own.z, &mut *write(&me.zp));
+                } else {
+                    sum_parts(members, |x| &x.zp, 2 * n, own.z.as_mut());
+                }
+                let z = own.z.as_ref();
+                self.ls_trn
+                    .pass_part(z, kt, (t, parts), &mut write(&me.pass_t));
+                self.ls_val
+                    .pass_part(z.subcols(0, n), kv, (t, parts), &mut write(&me.pass_v));
+                return true;
+            }
+            3 => {
+                // The Z-gradients, and this part's rows of the v-gradients.
+                let sums = match alone_sums {
+                    Some(sums) => sums,
+                    None => sum_parts(members, |x| &x.pass_t, kt, gt.rb_mut().subcols_mut(0, kt)),
+                };
+                let [g, g_star] = self.ls_trn.values(sums, 2);
+                let sums = sum_parts(members, |x| &x.pass_v, kv, gc.rb_mut().subcols_mut(0, kv));
+                let [f, _] = self.ls_val.values(sums, 1);
+                own.values = [f, g, g_star];
+                cols_axpy(
+                    gamma,
+                    gt.rb().subcols(0, kv),
+                    gc.rb_mut().subcols_mut(0, kv),
+                    false,
+                );
+                let w1t = w1.transpose();
+                match (task.dv, inner) {
+                    (true, true) => {
+                        gc.rb_mut()
+                            .subcols_mut(n, n)
+                            .copy_from(gt.rb().subcols(n, n));
+                        mul(d.rb_mut(), w1t, gc.rb());
+                    }
+                    (true, false) => mul(d.rb_mut().subcols_mut(0, n), w1t, gc.rb().subcols(0, n)),
+                    (false, true) => mul(d.rb_mut().subcols_mut(n, n), w1t, gt.rb().subcols(n, n)),
+                    (false, false) => {}
+                }
+                if let Some(beta) = task.beta {
+                    // w' = w − β ∇_v g(u, w) on this part's rows, and its partial of W1 ∇_v g.
+                    let gw_t = d.rb().subcols(n, n);
+                    cols_axpy(-beta, gw_t, vw.rb_mut().subcols_mut(n, n), false);
+                    mul(write(&me.e).as_mut(), w1, gw_t);
+                    return true;
+                }
+            }
+            4 => {
+                // Z at w' (Z_w − β W1 ∇_v g), and this part's rows of the pass there.
+                let beta = task.beta.expect("phase 4 follows an inner step");
+                sum_parts(members, |x| &x.e, n, gt.rb_mut().subcols_mut(n, n));
+                cols_axpy(
+                    -beta,
+                    gt.rb().subcols(n, n),
+                    own.z.as_mut().subcols_mut(n, n),
+                    false,
+                );
+                let zw = own.z.as_ref().subcols(n, n);
+                self.ls_trn
+                    .pass_part(zw, kw, (t, parts), &mut write(&me.pass_w));
+                return true;
+            }
+            _ => {
+                let sums = sum_parts(members, |x| &x.pass_w, kw, gt.rb_mut().subcols_mut(n, kw));
+                [own.values[2], _] = self.ls_trn.values(sums, 1);
+            }
+        }
+        // Last phase: this part's blocks of the outputs and steps (no other part reads them).
+        if task.du {
+            cols_axpy(
+                -gamma,
+                gt.rb().subcols(n, n),
+                gc.rb_mut().subcols_mut(n, n),
+                true,
+            );
+        }
+        if let (Some(_), Block::Mut(w)) = (task.beta, &mut slot.w) {
+            w.copy_from(vw.rb().subcols(n, n));
+        }
+        if task.du {
+            let vwt = vw.rb().transpose();
+            match (task.alpha_u, &mut slot.w1, slot.du.as_mut()) {
+                (Some(alpha), Block::Mut(w1), _) => {
+                    matmul(w1.rb_mut(), Accum::Add, gc.rb(), vwt, -alpha, Par::Seq)
+                }
+                (_, _, Some(du)) => mul(du.rb_mut(), gc.rb(), vwt),
+                _ => {}
+            }
+        }
+        if let (Some(alpha), Block::Mut(w2)) = (task.alpha_v, &mut slot.w2) {
+            cols_axpy(-alpha, d.rb().subcols(0, n), w2.rb_mut(), false);
+        }
+        if let Some(dv) = slot.dv.as_mut() {
+            dv.copy_from(d.rb().subcols(0, n));
+        }
+        if let Some(gw) = slot.gw.as_mut() {
+            gw.copy_from(d.rb().subcols(n, n));
+        }
+        false
     }
 
     fn loss(
@@ -1262,7 +1565,13 @@ impl Problem for RepLearning {
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
     ) -> Option<[f64; 3]> {
-        Some(self.penalty_pass(u, v, w, gamma, du, dv, None))
+        let task = Task {
+            du: du.is_some(),
+            dv: dv.is_some(),
+            ..Task::default()
+        };
+        let (u, v, w) = (Var::Ref(u), Var::Ref(v), Var::Ref(w));
+        Some(self.fused(u, v, w, gamma, task, du, dv, None))
     }
     /// As [`RepLearning::penalty_eval`], with ∇_v g(u, w) = W1ᵀ X_trnᵀ R_w from the same pass.
     fn penalty_eval_inner(
@@ -1275,12 +1584,19 @@ impl Problem for RepLearning {
         dv: Option<&mut [f64]>,
         gw: &mut [f64],
     ) -> Option<[f64; 3]> {
-        Some(self.penalty_pass(u, v, w, gamma, du, dv, Some(gw)))
+        let task = Task {
+            du: du.is_some(),
+            dv: dv.is_some(),
+            gw: true,
+            ..Task::default()
+        };
+        let (u, v, w) = (Var::Ref(u), Var::Ref(v), Var::Ref(w));
+        Some(self.fused(u, v, w, gamma, task, du, dv, Some(gw)))
     }
-    /// The step of [`Problem::penalty_step`] from [`RepLearning::penalty_core`]: the u step is
-    /// accumulated into W1 by the rank-2n product itself (W1 += −α_u gc·[W2, w]ᵀ, no gradient
-    /// written), after ∇_v L_γ was taken at the incoming W1; a single inner step shares the W1ᵀ
-    /// product with ∇_v L_γ.
+    /// The step of [`Problem::penalty_step`] from [`RepLearning::fused`]: the u step is added
+    /// into W1 by the rank-2n product itself (W1 += −α_u gc·[W2, w]ᵀ, no gradient written),
+    /// after ∇_v L_γ was taken at the incoming W1; a single inner step shares the W1ᵀ product
+    /// with ∇_v L_γ.
     fn penalty_step(
         &self,
         u: &mut [f64],
@@ -1289,31 +1605,18 @@ impl Problem for RepLearning {
         gamma: f64,
         step: PenaltyStep,
     ) -> Option<[f64; 3]> {
-        let (m, h, n) = (self.m, self.h, self.n);
-        let need = Need {
+        let task = Task {
             du: step.alpha_u.is_some(),
+            alpha_u: step.alpha_u,
             dv: step.alpha_v.is_some(),
+            alpha_v: step.alpha_v,
             gw: false,
+            beta: step.inner_beta,
+            parts: None,
         };
-        Some(self.with_work(|ws| {
-            let values = self.penalty_core(u, v, w, gamma, step.inner_beta, need, ws);
-            if step.inner_beta.is_some() {
-                MatMut::from_column_major_slice_mut(w, h, n)
-                    .copy_from(ws.vw.as_ref().subcols(n, n));
-            }
-            if let Some(alpha) = step.alpha_u {
-                let w1 = MatMut::from_column_major_slice_mut(u, m, h);
-                let par = par_for(2 * m * h * n);
-                let (gc, vw) = (ws.gc.as_ref(), ws.vw.as_ref().transpose());
-                matmul_par_into(w1, Accum::Add, gc, vw, -alpha, par);
-            }
-            if let Some(alpha) = step.alpha_v {
-                let w2 = MatMut::from_column_major_slice_mut(v, h, n);
-                let dv = ws.d.as_ref().subcols(0, n);
-                cols_axpy(-alpha, dv, w2, false);
-            }
-            values
-        }))
+        let (u, v) = (var(u, task.du), var(v, task.dv));
+        let w = var(w, task.beta.is_some());
+        Some(self.fused(u, v, w, gamma, task, None, None, None))
     }
     /// W2* = (X_trn W1)⁺ Y_trn, the minimum-norm least-squares head (see
     /// [`RepLearning::ll_head`]).
@@ -1493,5 +1796,72 @@ impl RepLearning {
         let mut h2 = MatMut::from_column_major_slice_mut(hv, h, n);
         mm(h2.as_mut(), Accum::Replace, a.transpose(), g);
         mm(h2.as_mut(), Accum::Add, w1.transpose(), dg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The team evaluation gives the one-part results for any number of parts (to rounding:
+    /// the partials are summed in another order), and for a given number of parts the same
+    /// bits every time and whoever runs them: the team, or the caller alone (as a rayon worker
+    /// does). Parts beyond the cores (3 on two) only cost time.
+    #[test]
+    fn team_members_agree_with_one_thread() {
+        let sizes = RepSizes::quick_for(Regime::General);
+        let p = RepLearning::generate(Regime::General, &sizes, 3).expect("instance");
+        let (u0, v0) = p.init(1);
+        let w0: Vec<f64> = v0.iter().map(|x| 0.5 * x + 0.01).collect();
+        let (du, dv) = (u0.len(), v0.len());
+        let run = |parts: usize| {
+            let step = Task {
+                du: true,
+                alpha_u: Some(1e-3),
+                dv: true,
+                alpha_v: Some(2e-3),
+                beta: Some(3e-3),
+                parts: Some(parts),
+                ..Task::default()
+            };
+            let (mut u, mut v, mut w) = (u0.clone(), v0.clone(), w0.clone());
+            let mut vals = Vec::new();
+            for _ in 0..3 {
+                let (uu, vv) = (Var::Mut(&mut u), Var::Mut(&mut v));
+                let ww = Var::Mut(&mut w);
+                vals.extend(p.fused(uu, vv, ww, 7.0, step, None, None, None));
+            }
+            let eval = Task {
+                du: true,
+                dv: true,
+                gw: true,
+                parts: Some(parts),
+                ..Task::default()
+            };
+            let (mut gu, mut gv, mut gw) = (vec![0.0; du], vec![0.0; dv], vec![0.0; dv]);
+            let (uu, vv, ww) = (Var::Ref(&u), Var::Ref(&v), Var::Ref(&w));
+            let outs = (Some(&mut gu[..]), Some(&mut gv[..]), Some(&mut gw[..]));
+            vals.extend(p.fused(uu, vv, ww, 7.0, eval, outs.0, outs.1, outs.2));
+            [vals, u, v, w, gu, gv, gw]
+        };
+        let one = run(1);
+        for parts in [2, 3] {
+            let many = run(parts);
+            assert_eq!(many, run(parts), "{parts} members: not reproducible");
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+            let alone = pool.expect("a pool").install(|| run(parts));
+            assert_eq!(many, alone, "{parts} parts on one thread: other bits");
+            for (a, b) in one.iter().zip(&many) {
+                let scale = a.iter().fold(0.0f64, |s, x| s.max(x.abs()));
+                let err = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f64, |s, (x, y)| s.max((x - y).abs()));
+                assert!(
+                    err <= 1e-13 * scale,
+                    "{parts} members: {err:e} (scale {scale:e})"
+                );
+            }
+        }
     }
 }

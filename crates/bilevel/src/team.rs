@@ -1,0 +1,329 @@
+//! A persistent team of threads for kernels written once for all threads (SPMD): every
+//! member runs the same closure with its own index and meets the others at spin barriers.
+//!
+//! Why not rayon: a rayon join from a thread outside the pool parks the caller and wakes a
+//! worker, 3–8 µs per hand-off on the benchmark machine, and a medium-size PBGD iteration made
+//! about ten of them. The team's members spin between jobs (for a bounded time, then park), so
+//! a job start or a barrier costs about one cache-line round trip, and a kernel written for the
+//! team keeps each member on its own block of the data across all of an iteration's products.
+
+use std::cell::UnsafeCell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long an idle member spins for the next job before it parks (a run's iterations follow
+/// each other much faster; a parked member costs a wake-up, about 10 µs).
+const SPIN_FOR: Duration = Duration::from_micros(300);
+
+/// A spin barrier for the members of one job.
+pub(crate) struct Barrier {
+    parts: AtomicUsize,
+    count: AtomicUsize,
+    generation: AtomicUsize,
+    poisoned: AtomicBool,
+}
+
+impl Barrier {
+    fn new() -> Self {
+        Barrier {
+            parts: AtomicUsize::new(1),
+            count: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until every member of the job has arrived. Panics when another member panicked
+    /// (it will never arrive).
+    pub(crate) fn wait(&self) {
+        let parts = self.parts.load(Relaxed);
+        if parts <= 1 {
+            return;
+        }
+        let generation = self.generation.load(Acquire);
+        if self.count.fetch_add(1, AcqRel) + 1 == parts {
+            self.count.store(0, Relaxed);
+            self.generation.store(generation + 1, Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Acquire) == generation {
+            if self.poisoned.load(Relaxed) {
+                panic!("another member of the thread team panicked");
+            }
+            backoff(&mut spins);
+        }
+    }
+}
+
+/// Spin, and yield the core after a while (another thread may need it to arrive).
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 1 << 14 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+type Job = dyn Fn(usize, &Barrier) + Sync;
+
+struct Shared {
+    /// The current job, valid while its epoch's members run (see [`Team::run`]).
+    job: UnsafeCell<Option<&'static Job>>,
+    /// Members in the current job (helpers with a larger index skip it).
+    parts: AtomicUsize,
+    epoch: AtomicUsize,
+    /// Helpers done with the current epoch.
+    done: AtomicUsize,
+    barrier: Barrier,
+    sleepers: AtomicUsize,
+    park: Mutex<()>,
+    wake: Condvar,
+}
+
+// The job cell is written by the caller of `run` only while no helper reads it (before the
+// epoch is published and after every helper reported done).
+unsafe impl Sync for Shared {}
+
+/// The process-wide team: a caller and the helpers it has started so far.
+pub(crate) struct Team {
+    shared: Arc<Shared>,
+    helpers: Mutex<usize>,
+}
+
+/// A helper's loop; `seen` is the epoch at its start (read by the spawner, before it
+/// publishes the job the helper is started for).
+fn helper(shared: Arc<Shared>, index: usize, mut seen: usize) {
+    loop {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if shared.epoch.load(Acquire) != seen {
+                break;
+            }
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(1024) || start.elapsed() < SPIN_FOR {
+                std::hint::spin_loop();
+                continue;
+            }
+            let guard = shared.park.lock().unwrap_or_else(|e| e.into_inner());
+            shared.sleepers.fetch_add(1, SeqCst);
+            let guard = shared
+                .wake
+                .wait_while(guard, |_| shared.epoch.load(SeqCst) == seen)
+                .unwrap_or_else(|e| e.into_inner());
+            shared.sleepers.fetch_sub(1, SeqCst);
+            drop(guard);
+        }
+        seen = shared.epoch.load(Acquire);
+        if index < shared.parts.load(Acquire) {
+            // SAFETY: the caller published the job before the epoch and keeps it alive until
+            // every helper has reported done below.
+            let job = unsafe { (*shared.job.get()).expect("a published job") };
+            if catch_unwind(AssertUnwindSafe(|| job(index, &shared.barrier))).is_err() {
+                shared.barrier.poisoned.store(true, Relaxed);
+            }
+        }
+        shared.done.fetch_add(1, Release);
+    }
+}
+
+impl Team {
+    fn new() -> Self {
+        Team {
+            shared: Arc::new(Shared {
+                job: UnsafeCell::new(None),
+                parts: AtomicUsize::new(1),
+                epoch: AtomicUsize::new(0),
+                done: AtomicUsize::new(0),
+                barrier: Barrier::new(),
+                sleepers: AtomicUsize::new(0),
+                park: Mutex::new(()),
+                wake: Condvar::new(),
+            }),
+            helpers: Mutex::new(0),
+        }
+    }
+
+    /// Reserves up to `parts` members (the caller and `parts − 1` helpers) for the jobs of
+    /// one evaluation. Falls back to one (the caller alone) when another caller holds the
+    /// team, when the caller is a rayon worker (parallelism is already taken at a coarser
+    /// level, across seeds or starts), or when helpers cannot be started.
+    pub(crate) fn crew(&self, parts: usize) -> Crew<'_> {
+        let solo = Crew {
+            shared: &self.shared,
+            helpers: None,
+            parts: 1,
+        };
+        let parts = parts.min(MAX_PARTS);
+        if parts <= 1 || rayon::current_thread_index().is_some() {
+            return solo;
+        }
+        // A job that panicked unwound through its crew's guard: the count is still right.
+        let mut helpers = match self.helpers.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return solo,
+        };
+        let shared = &self.shared;
+        while *helpers < parts - 1 {
+            let (s, index, seen) = (shared.clone(), *helpers + 1, shared.epoch.load(Acquire));
+            let spawned = std::thread::Builder::new()
+                .name(format!("bilevel-team-{index}"))
+                .spawn(move || helper(s, index, seen));
+            if spawned.is_err() {
+                break;
+            }
+            *helpers += 1;
+        }
+        let parts = parts.min(*helpers + 1);
+        Crew {
+            shared,
+            helpers: Some(helpers),
+            parts,
+        }
+    }
+}
+
+/// Members reserved for one caller ([`Team::crew`]).
+pub(crate) struct Crew<'t> {
+    shared: &'t Arc<Shared>,
+    /// Held while the crew lives: the number of helpers started so far.
+    helpers: Option<MutexGuard<'t, usize>>,
+    parts: usize,
+}
+
+impl Crew<'_> {
+    /// Members of each job.
+    pub(crate) fn parts(&self) -> usize {
+        self.parts
+    }
+
+    /// The caller alone (the team is released).
+    pub(crate) fn alone(self) -> Self {
+        Crew {
+            shared: self.shared,
+            helpers: None,
+            parts: 1,
+        }
+    }
+
+    /// Runs `f(t, barrier)` for t = 0..parts, t = 0 on the calling thread, and returns when
+    /// all are done (a panic in any member is raised here, after all are done).
+    pub(crate) fn run<'a>(&mut self, f: &'a (dyn Fn(usize, &Barrier) + Sync + 'a)) {
+        let Some(helpers) = self.helpers.as_deref() else {
+            f(0, &Barrier::new());
+            return;
+        };
+        let (shared, parts, count) = (self.shared, self.parts, *helpers);
+        // SAFETY: no helper reads the cell now (the previous job's helpers all reported done);
+        // the lifetime is extended only until every helper has reported done below.
+        unsafe {
+            let job =
+                std::mem::transmute::<&'a (dyn Fn(usize, &Barrier) + Sync + 'a), &'static Job>(f);
+            *shared.job.get() = Some(job);
+        }
+        shared.parts.store(parts, Relaxed);
+        shared.barrier.parts.store(parts, Relaxed);
+        shared.barrier.count.store(0, Relaxed);
+        shared.barrier.poisoned.store(false, Relaxed);
+        shared.done.store(0, Relaxed);
+        shared.epoch.fetch_add(1, SeqCst);
+        if shared.sleepers.load(SeqCst) > 0 {
+            let _guard = shared.park.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_all();
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0, &shared.barrier)));
+        if mine.is_err() {
+            shared.barrier.poisoned.store(true, Relaxed);
+        }
+        let mut spins = 0u32;
+        while shared.done.load(Acquire) < count {
+            backoff(&mut spins);
+        }
+        // SAFETY: every helper is done with the job.
+        unsafe { *shared.job.get() = None };
+        if let Err(e) = mine {
+            resume_unwind(e);
+        }
+        assert!(
+            !shared.barrier.poisoned.load(Relaxed),
+            "a member of the thread team panicked"
+        );
+    }
+}
+
+/// The most members of one job.
+pub(crate) const MAX_PARTS: usize = 16;
+
+/// The process-wide team.
+pub(crate) fn team() -> &'static Team {
+    static TEAM: OnceLock<Team> = OnceLock::new();
+    TEAM.get_or_init(Team::new)
+}
+
+/// Threads for a team job of `fmas` multiply-adds: faer's global thread count when the job is
+/// large enough to pay for its barriers, else 1. The bound is the rayon rule's
+/// ([`crate::kernels::PAR_MIN_FMAS`]): below it (the small benchmark size, 2.4·10⁵) two members
+/// ran an iteration in 31 µs against 17.7 µs alone when the host had put the two vCPUs on
+/// different core complexes (a cache-line round trip of 0.4–1.6 µs; the partials that the
+/// members exchange are then a third of the work).
+pub(crate) fn parts_for(fmas: usize) -> usize {
+    match faer::get_global_parallelism() {
+        faer::Par::Seq => 1,
+        par if fmas >= crate::kernels::PAR_MIN_FMAS => par.degree(),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_member_runs_and_barriers_order_the_phases() {
+        let t = Team::new();
+        for parts in [1, 2, 3] {
+            for _ in 0..200 {
+                let slots: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                let sums: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                let mut crew = t.crew(parts);
+                let ran = crew.parts();
+                crew.run(&|i, b| {
+                    slots[i].store(i + 1, Relaxed);
+                    b.wait();
+                    // Every member sees every other's phase-one write.
+                    let s: usize = slots.iter().map(|s| s.load(Relaxed)).sum();
+                    sums[i].store(s, Relaxed);
+                });
+                assert_eq!(ran, parts);
+                let want = parts * (parts + 1) / 2;
+                assert!(sums.iter().all(|s| s.load(Relaxed) == want));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_member_fails_the_job_without_hanging() {
+        let t = Team::new();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            t.crew(2).run(&|i, b| {
+                if i == 1 {
+                    panic!("member 1");
+                }
+                b.wait();
+            })
+        }));
+        assert!(r.is_err());
+        // The team still works afterwards.
+        let hits = AtomicUsize::new(0);
+        t.crew(2).run(&|_, b| {
+            b.wait();
+            hits.fetch_add(1, Relaxed);
+        });
+        assert_eq!(hits.load(Relaxed), 2);
+    }
+}
