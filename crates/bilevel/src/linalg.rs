@@ -1,8 +1,9 @@
 //! Small vector helpers and dense solves shared by problems and solvers.
 
 use crate::error::{Error, Result};
+use faer::linalg::matmul::matmul;
 use faer::prelude::*;
-use faer::{Mat, MatRef, Side};
+use faer::{Accum, Mat, MatRef, Side};
 
 /// Euclidean norm.
 pub fn norm(x: &[f64]) -> f64 {
@@ -83,6 +84,79 @@ pub fn sym_eig_range(a: MatRef<'_, f64>) -> Result<(f64, f64)> {
     Ok((lo, hi))
 }
 
+/// Smallest eigenvalue of a symmetric positive-definite matrix, by Lanczos on its inverse: one
+/// Cholesky factorization, then two triangular solves per step with full reorthogonalization,
+/// until the largest Ritz value θ of A⁻¹ has residual β|s| ≤ rtol·θ (then |1/θ − λ_min| ≤
+/// rtol·λ_min to first order). At the sizes of a layer's Gram matrix this is four to ten times
+/// cheaper than all the eigenvalues (measured: 500 × 500, 2.0–2.4 ms against 9–14 ms;
+/// 1000 × 1000, 6–10 ms against 43–63 ms; the same λ_min to 2e-10). None when the
+/// factorization fails (A singular to working precision) or `max_steps` do not converge: the
+/// caller then falls back to the dense eigenvalues.
+pub fn spd_min_eig(a: MatRef<'_, f64>, rtol: f64, max_steps: usize) -> Option<f64> {
+    let n = a.nrows();
+    if n == 0 || a.ncols() != n {
+        return None;
+    }
+    let llt = a.llt(Side::Lower).ok()?;
+    let steps = max_steps.min(n).max(1);
+    let mut q = faer::Mat::<f64>::zeros(n, steps + 1);
+    // A fixed, non-special start (deterministic; not orthogonal to an eigenvector in practice).
+    for i in 0..n {
+        q[(i, 0)] = 1.0 + ((i * 7919) % 101) as f64 / 101.0;
+    }
+    let q0 = norm(q.col(0).try_as_col_major().expect("contiguous").as_slice());
+    q.col_mut(0).iter_mut().for_each(|x| *x /= q0);
+    let (mut alpha, mut beta) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    let mut w = faer::Mat::<f64>::zeros(n, 1);
+    let mut c = faer::Mat::<f64>::zeros(steps, 1);
+    for j in 0..steps {
+        w.col_mut(0).copy_from(q.col(j));
+        llt.solve_in_place(w.as_mut());
+        // Twice Gram–Schmidt against every Lanczos vector so far (the first pass yields α_j).
+        let basis = q.as_ref().subcols(0, j + 1);
+        let mut a_j = 0.0;
+        for pass in 0..2 {
+            let mut cj = c.as_mut().subrows_mut(0, j + 1);
+            matmul(
+                cj.rb_mut(),
+                Accum::Replace,
+                basis.transpose(),
+                w.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            if pass == 0 {
+                a_j = cj[(j, 0)];
+            }
+            matmul(w.as_mut(), Accum::Add, basis, cj.rb(), -1.0, Par::Seq);
+        }
+        alpha.push(a_j);
+        let b_j = norm(w.col(0).try_as_col_major().expect("contiguous").as_slice());
+        // The tridiagonal T_{j+1}'s largest eigenpair and its residual bound β_j |s_last|.
+        let k = j + 1;
+        let t = faer::Mat::from_fn(k, k, |r, s| match r.abs_diff(s) {
+            0 => alpha[r],
+            1 => beta[r.min(s)],
+            _ => 0.0,
+        });
+        let eig = t.self_adjoint_eigen(Side::Lower).ok()?;
+        let theta = eig.S().column_vector()[k - 1];
+        let s_last = eig.U()[(k - 1, k - 1)];
+        if !(theta > 0.0 && theta.is_finite()) {
+            return None;
+        }
+        if b_j * s_last.abs() <= rtol * theta || b_j <= f64::EPSILON * theta {
+            return Some(1.0 / theta);
+        }
+        beta.push(b_j);
+        let (next, cur) = (q.as_mut().col_mut(j + 1), w.col(0));
+        next.iter_mut()
+            .zip(cur.iter())
+            .for_each(|(x, y)| *x = y / b_j);
+    }
+    None
+}
+
 /// Preconditioned conjugate gradients on every column of A X = B at once (A symmetric positive
 /// definite, given by `apply(P, AP)`; `precond` applies M⁻¹ ≈ A⁻¹ in place), from the start X
 /// passed in, whose residual R = B − A X the caller gives (it can often form it more cheaply
@@ -150,4 +224,57 @@ pub fn block_pcg(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Q diag(λ) Qᵀ for the orthonormal Q of a QR of a fixed pseudo-random matrix.
+    fn with_spectrum(lambda: &[f64]) -> Mat<f64> {
+        let n = lambda.len();
+        let g = Mat::from_fn(n, n, |i, j| {
+            ((i * 131 + j * 977 + i * j * 31) % 1009) as f64 - 504.0
+        });
+        let q = g.qr().compute_thin_Q();
+        let mut ql = q.clone();
+        for (j, l) in lambda.iter().enumerate() {
+            ql.col_mut(j).iter_mut().for_each(|x| *x *= l);
+        }
+        &ql * q.transpose()
+    }
+
+    #[test]
+    fn lanczos_finds_the_smallest_eigenvalue_to_its_tolerance() {
+        // A clustered bottom (the hard case for Lanczos) and a spread of 10⁶.
+        let n = 150;
+        let lambda: Vec<f64> = (0..n)
+            .map(|i| 1e-3 * (1.0 + 0.01 * i as f64) + if i > 10 { i as f64 * 7.0 } else { 0.0 })
+            .collect();
+        let a = with_spectrum(&lambda);
+        let got = spd_min_eig(a.as_ref(), 1e-10, 300).expect("converges");
+        // Exact λ_min = 1e-3; the matrix itself carries rounding of about ε·λ_max ≈ 2e-13.
+        assert!((got - 1e-3).abs() <= 1e-9 * 1e-3 + 1e-12, "{got:e}");
+        let dense = sym_eig_range(a.as_ref()).unwrap().0;
+        assert!((got - dense).abs() <= 1e-12, "{got:e} vs dense {dense:e}");
+    }
+
+    #[test]
+    fn lanczos_gives_up_on_singular_or_non_square_input() {
+        let mut lambda = vec![1.0; 40];
+        lambda[3] = 0.0;
+        lambda[7] = -1.0;
+        assert_eq!(
+            spd_min_eig(with_spectrum(&lambda).as_ref(), 1e-10, 300),
+            None
+        );
+        assert_eq!(
+            spd_min_eig(Mat::<f64>::zeros(3, 4).as_ref(), 1e-10, 300),
+            None
+        );
+        assert_eq!(
+            spd_min_eig(Mat::<f64>::zeros(0, 0).as_ref(), 1e-10, 300),
+            None
+        );
+    }
 }

@@ -29,6 +29,7 @@
 use crate::error::{Error, Result};
 use crate::problem::{PenaltyOptimum, PenaltyStep, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -313,13 +314,20 @@ fn rank_of(s: &[f64]) -> usize {
 fn solve_by_row_gram(b: MatRef<'_, f64>, r: MatRef<'_, f64>, out: &mut [f64]) -> bool {
     let k = b.nrows();
     let mut gram = Mat::zeros(k, k);
-    matmul(
+    // Only the lower half: the Cholesky reads no more.
+    let (lower, full) = (BlockStructure::TriangularLower, BlockStructure::Rectangular);
+    let par = par_for(k * k * b.ncols() / 2);
+    let bt = b.transpose();
+    triangular::matmul(
         gram.as_mut(),
+        lower,
         Accum::Replace,
         b,
-        b.transpose(),
+        full,
+        bt,
+        full,
         1.0,
-        Par::Seq,
+        par,
     );
     let Ok(llt) = gram.as_ref().llt(faer::Side::Lower) else {
         return false;
@@ -1172,18 +1180,40 @@ impl RepLearning {
     pub fn sigma_min_layers(&self, u: &[f64], v: &[f64]) -> (f64, f64) {
         let w1 = MatRef::from_column_major_slice(u, self.m, self.h);
         let w2 = MatRef::from_column_major_slice(v, self.h, self.n);
-        // σ²_min from the smaller Gram matrix (accurate to rounding of σ²_max, enough for a
-        // diagnostic).
+        // σ²_min from the lower half of the smaller Gram matrix (accurate to rounding of
+        // σ²_max, enough for a diagnostic): by Lanczos on its inverse where the Gram matrix is
+        // large (a record's cost at the benchmark sizes was mostly these eigenvalues), all
+        // eigenvalues where it is small or singular.
         let smin = |a: MatRef<'_, f64>| {
-            let g = if a.nrows() <= a.ncols() {
-                a * a.transpose()
+            let a = if a.nrows() <= a.ncols() {
+                a
             } else {
-                a.transpose() * a
+                a.transpose()
             };
-            g.self_adjoint_eigenvalues(faer::Side::Lower)
-                .ok()
-                .and_then(|e| e.first().copied())
-                .map_or(f64::NAN, |x| x.max(0.0).sqrt())
+            let k = a.nrows();
+            let mut g = Mat::zeros(k, k);
+            let par = par_for(k * k * a.ncols() / 2);
+            let lower = BlockStructure::TriangularLower;
+            let full = BlockStructure::Rectangular;
+            let at = a.transpose();
+            triangular::matmul(
+                g.as_mut(),
+                lower,
+                Accum::Replace,
+                a,
+                full,
+                at,
+                full,
+                1.0,
+                par,
+            );
+            let lanczos = (k >= 64).then(|| crate::linalg::spd_min_eig(g.as_ref(), 1e-10, 300));
+            let l = lanczos.flatten().or_else(|| {
+                g.self_adjoint_eigenvalues(faer::Side::Lower)
+                    .ok()
+                    .and_then(|e| e.first().copied())
+            });
+            l.map_or(f64::NAN, |x| x.max(0.0).sqrt())
         };
         (smin(w1), smin(w2))
     }
@@ -1225,14 +1255,7 @@ impl RepLearning {
         let nt = self.x_trn.nrows();
         let w1 = MatRef::from_column_major_slice(u, m, h);
         let mut a = Mat::zeros(nt, h);
-        matmul(
-            a.as_mut(),
-            Accum::Replace,
-            self.x_trn.as_ref(),
-            w1,
-            1.0,
-            Par::Seq,
-        );
+        matmul_par(a.as_mut(), self.x_trn.as_ref(), w1, par_for(nt * m * h));
         let solved = if nt <= h {
             // A of full row rank: W2* = Aᵀ (A Aᵀ)⁻¹ Y_trn.
             solve_by_row_gram(a.as_ref(), self.y_trn.as_ref(), w)
