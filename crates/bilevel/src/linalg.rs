@@ -41,6 +41,29 @@ pub fn scale_into(a: f64, x: &[f64], y: &mut [f64]) {
     );
 }
 
+/// Whether every entry is finite: Σ x_i·0 in eight interleaved sums, which is ±0 for finite
+/// entries and NaN once any is NaN or ±∞ (SIMD-dispatched as [`axpy`]; the run loop checks
+/// every iterate with it, and the plain `all(is_finite)` loop took 0.3 ms on a medium W1,
+/// three quarters of an iteration).
+pub fn all_finite(x: &[f64]) -> bool {
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            let mut acc = [0.0f64; 8];
+            let mut chunks = x.chunks_exact(8);
+            for c in &mut chunks {
+                for l in 0..8 {
+                    acc[l] += c[l] * 0.0;
+                }
+            }
+            for (l, xi) in chunks.remainder().iter().enumerate() {
+                acc[l] += xi * 0.0;
+            }
+            acc.iter().sum::<f64>() == 0.0
+        },
+    )
+}
+
 /// ‖x − y‖.
 pub fn dist(x: &[f64], y: &[f64]) -> f64 {
     x.iter()
