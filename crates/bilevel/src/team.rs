@@ -265,17 +265,73 @@ pub(crate) fn team() -> &'static Team {
     TEAM.get_or_init(Team::new)
 }
 
-/// Threads for a team job of `fmas` multiply-adds: faer's global thread count when the job is
-/// large enough to pay for its barriers, else 1. The bound is the rayon rule's
-/// ([`crate::kernels::PAR_MIN_FMAS`]): below it (the small benchmark size, 2.4·10⁵) two members
-/// ran an iteration in 31 µs against 17.7 µs alone when the host had put the two vCPUs on
-/// different core complexes (a cache-line round trip of 0.4–1.6 µs; the partials that the
-/// members exchange are then a third of the work).
+/// Parts of a team job of `fmas` multiply-adds: faer's global thread count when the job is
+/// large enough that the team may pay for its barriers ([`TEAM_MIN_FMAS`]), else 1. The parts
+/// fix the arithmetic (a kernel gives the same bits for a given number of parts, whoever runs
+/// them); whether the team or the caller alone runs them is [`Chooser`]'s business below
+/// [`crate::kernels::PAR_MIN_FMAS`], and always the team above it.
 pub(crate) fn parts_for(fmas: usize) -> usize {
     match faer::get_global_parallelism() {
         faer::Par::Seq => 1,
-        par if fmas >= crate::kernels::PAR_MIN_FMAS => par.degree(),
+        par if fmas >= TEAM_MIN_FMAS => par.degree(),
         _ => 1,
+    }
+}
+
+/// Below this many multiply-adds a job has one part.
+pub(crate) const TEAM_MIN_FMAS: usize = 1 << 16;
+
+/// Whether a job of `fmas` multiply-adds always goes to the team (above the rayon rule's
+/// bound the team won in both placements of the two vCPUs, by 30 % at the medium size even
+/// when they sat on different core complexes).
+pub(crate) fn always_team(fmas: usize) -> bool {
+    fmas >= crate::kernels::PAR_MIN_FMAS
+}
+
+/// Picks, for jobs where either may be faster, between the team and the caller alone, from
+/// their measured times: every [`Chooser::EPOCH`] calls it runs [`Chooser::PROBE`] calls each
+/// way and keeps the faster (by the fastest call of each probe) until the next probe. Both
+/// ways run the same parts, so the choice changes the time, never the bits. The small
+/// replearn benchmark iteration took 12.3 µs with the team and 20.6 µs alone when the host
+/// placed the two vCPUs on one core complex (cache-line round trip 45–80 ns), and 26 µs with
+/// the team against 20.6 µs alone when it placed them apart (≈ 390 ns); the host switches
+/// between the two within seconds.
+#[derive(Debug, Default)]
+pub(crate) struct Chooser {
+    calls: u64,
+    best: [u64; 2],
+    team: bool,
+}
+
+impl Chooser {
+    /// Calls between two probes.
+    pub(crate) const EPOCH: u64 = 512;
+    /// Calls each way in a probe.
+    pub(crate) const PROBE: u64 = 8;
+
+    /// Whether the next call should use the team.
+    pub(crate) fn use_team(&self) -> bool {
+        match self.calls % Self::EPOCH {
+            k if k < Self::PROBE => false,
+            k if k < 2 * Self::PROBE => true,
+            _ => self.team,
+        }
+    }
+
+    /// Reports the time of the call just made (`team`: whether it ran on the team).
+    pub(crate) fn record(&mut self, team: bool, nanos: u64) {
+        let k = self.calls % Self::EPOCH;
+        if k == 0 {
+            self.best = [u64::MAX; 2];
+        }
+        if k < 2 * Self::PROBE {
+            let b = &mut self.best[team as usize];
+            *b = (*b).min(nanos);
+        }
+        if k == 2 * Self::PROBE - 1 {
+            self.team = self.best[1] < self.best[0];
+        }
+        self.calls += 1;
     }
 }
 
@@ -302,6 +358,25 @@ mod tests {
                 assert_eq!(ran, parts);
                 let want = parts * (parts + 1) / 2;
                 assert!(sums.iter().all(|s| s.load(Relaxed) == want));
+            }
+        }
+    }
+
+    #[test]
+    fn the_chooser_keeps_the_faster_way_until_the_next_probe() {
+        for (alone, team, want) in [(20, 12, true), (20, 26, false)] {
+            let mut c = Chooser::default();
+            for call in 0..3 * Chooser::EPOCH {
+                let t = c.use_team();
+                let k = call % Chooser::EPOCH;
+                if k < Chooser::PROBE {
+                    assert!(!t, "probe alone at call {call}");
+                } else if k < 2 * Chooser::PROBE {
+                    assert!(t, "probe with the team at call {call}");
+                } else {
+                    assert_eq!(t, want, "choice at call {call}");
+                }
+                c.record(t, if t { team } else { alone });
             }
         }
     }

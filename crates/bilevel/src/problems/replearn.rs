@@ -650,6 +650,8 @@ struct Work {
     partials: Vec<Mat<f64>>,
     /// The team members' buffers of the fused evaluations (made on first use).
     members: Vec<Member>,
+    /// Team or alone, where either may be faster.
+    chooser: team::Chooser,
 }
 
 impl Work {
@@ -660,6 +662,7 @@ impl Work {
             parts: Part::pool(nt.max(nv), m, n),
             partials: Vec::new(),
             members: Vec::new(),
+            chooser: team::Chooser::default(),
         }
     }
 }
@@ -1310,13 +1313,18 @@ impl RepLearning {
         gw: Option<&mut [f64]>,
     ) -> [f64; 3] {
         let (m, h, n) = (self.m, self.h, self.n);
-        let wanted = task.parts.unwrap_or_else(|| team::parts_for(2 * m * h * n));
+        let fmas = 2 * m * h * n;
+        let wanted = task.parts.unwrap_or_else(|| team::parts_for(fmas));
         let parts = wanted.clamp(1, h.clamp(1, team::MAX_PARTS));
-        let mut crew = team::team().crew(parts);
-        if crew.parts() != parts {
-            crew = crew.alone();
-        }
         self.with_work(|ws| {
+            // Between the two bounds the team pays only in one placement of the host's vCPUs:
+            // measure (`team::Chooser`).
+            let choose = parts > 1 && task.parts.is_none() && !team::always_team(fmas);
+            let mut crew = team::team().crew(parts);
+            if crew.parts() != parts || (choose && !ws.chooser.use_team()) {
+                crew = crew.alone();
+            }
+            let timer = choose.then(std::time::Instant::now);
             let rows = self.ls_trn.nrows().max(self.ls_val.nrows());
             while ws.members.len() < parts {
                 ws.members.push(Member::new(rows, m, h, n));
@@ -1370,6 +1378,10 @@ impl RepLearning {
                     barrier.wait();
                 }
             });
+            if let Some(t0) = timer {
+                let nanos = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                ws.chooser.record(threads > 1, nanos);
+            }
             let values: [f64; 3] = lock(&members[0].own).values;
             values
         })
