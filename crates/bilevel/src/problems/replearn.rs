@@ -484,6 +484,7 @@ struct Task {
 #[derive(Debug)]
 struct Member {
     own: Mutex<Own>,
+    common: Mutex<Common>,
     /// Published after phase 1: W1_t [W2, w]_t, this member's partial of W1 [W2, w] (m × 2n).
     zp: RwLock<Mat<f64>>,
     /// Published after phase 2: the partial passes over X_trn and X_val.
@@ -495,20 +496,27 @@ struct Member {
     pass_w: RwLock<Part>,
 }
 
-/// A member's private buffers.
+/// A member's private buffers of its own block.
 #[derive(Debug)]
 struct Own {
     /// Its rows of [W2, w] (then [W2, w']), h_t × 2n (allocated h × 2n).
     vw: Mat<f64>,
+    /// Its rows of [∇_v L_γ, ∇_v g(u, w)], h_t × 2n (allocated h × 2n).
+    d: Mat<f64>,
+}
+
+/// What every part needs whole, the same bits on every member that forms it.
+#[derive(Debug)]
+struct Common {
     /// W1 [W2, w] (then [W1 W2, W1 w']), summed from the partials, m × 2n.
     z: Mat<f64>,
     /// X_trnᵀ R_trn for both right-hand sides, m × 2n.
     gt: Mat<f64>,
     /// [∇_Z f + γ ∇_Z g(u, v), −γ ∇_Z g(u, w')] (so ∇W1 = gc [W2, w']ᵀ), m × 2n.
     gc: Mat<f64>,
-    /// Its rows of [∇_v L_γ, ∇_v g(u, w)], h_t × 2n (allocated h × 2n).
-    d: Mat<f64>,
-    /// [f(u, v), g(u, v), g(u, w')] (the same on every part).
+    /// [∇_Z f + γ ∇_Z g(u, v), ∇_Z g(u, w)] for the v-gradients' W1ᵀ product, m × 2n.
+    gd: Mat<f64>,
+    /// [f(u, v), g(u, v), g(u, w')].
     values: [f64; 3],
 }
 
@@ -518,10 +526,13 @@ impl Member {
         Member {
             own: Mutex::new(Own {
                 vw: mat(h, 2 * n),
+                d: mat(h, 2 * n),
+            }),
+            common: Mutex::new(Common {
                 z: mat(m, 2 * n),
                 gt: mat(m, 2 * n),
                 gc: mat(m, 2 * n),
-                d: mat(h, 2 * n),
+                gd: mat(m, 2 * n),
                 values: [0.0; 3],
             }),
             zp: RwLock::new(mat(m, 2 * n)),
@@ -1366,12 +1377,17 @@ impl RepLearning {
                 for t in mine.clone() {
                     slots[t] = lock(&slots_in[t]).take();
                 }
+                let lead = mine.start;
                 for phase in 1.. {
                     let mut more = false;
+                    let mut common = lock(&members[lead].common);
                     for t in mine.clone() {
                         let slot = slots[t].as_mut().expect("one slot per part");
-                        more = self.member_phase(phase, t, members, slot, gamma, task);
+                        let first = t == lead;
+                        let (c, k) = (&mut *common, phase);
+                        more = self.member_phase(k, t, members, slot, c, first, gamma, task);
                     }
+                    drop(common);
                     if !more {
                         break;
                     }
@@ -1382,13 +1398,16 @@ impl RepLearning {
                 let nanos = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
                 ws.chooser.record(threads > 1, nanos);
             }
-            let values: [f64; 3] = lock(&members[0].own).values;
+            let values: [f64; 3] = lock(&members[0].common).values;
             values
         })
     }
 
     /// Phase `phase` (1-based) of part t of [`RepLearning::fused`]; parts meet at a barrier
-    /// between phases. Returns whether another phase follows.
+    /// between phases. `common` holds what every part needs whole (Z and the Z-gradients,
+    /// summed from the parts' partials): a team member keeps its own copy and forms it
+    /// (`lead`); a thread that runs several parts forms it once, with the first. Returns
+    /// whether another phase follows.
     #[allow(clippy::too_many_arguments)]
     fn member_phase(
         &self,
@@ -1396,6 +1415,8 @@ impl RepLearning {
         t: usize,
         members: &[Member],
         slot: &mut Slot<'_>,
+        common: &mut Common,
+        lead: bool,
         gamma: f64,
         task: Task,
     ) -> bool {
@@ -1416,9 +1437,6 @@ impl RepLearning {
         let kw = if task.du { n } else { 0 };
         let mut vw = own.vw.as_mut().subrows_mut(0, ht);
         let mut d = own.d.as_mut().subrows_mut(0, ht);
-        // Alone, phase 3 swaps the pass's X_trnᵀ R in instead of copying it.
-        let alone_sums = (phase == 3 && parts == 1).then(|| write(&me.pass_t).swap_g(&mut own.gt));
-        let (mut gt, mut gc) = (own.gt.as_mut(), own.gc.as_mut());
         let w1 = slot.w1.get();
         match phase {
             1 => {
@@ -1430,13 +1448,13 @@ impl RepLearning {
             }
             2 => {
                 // Z, and this part's rows of the passes over X_trn and X_val.
-                if parts == 1 {
-                    // Alone: the partial is Z (swapped in, not copied).
-                    std::mem::swap(&mut own.z, &mut *write(&me.zp));
-                } else {
-                    sum_parts(members, |x| &x.zp, 2 * n, own.z.as_mut());
+                if lead && parts == 1 {
+                    // One part: its partial is Z (swapped in, not copied).
+                    std::mem::swap(&mut common.z, &mut *write(&me.zp));
+                } else if lead {
+                    sum_parts(members, |x| &x.zp, 2 * n, common.z.as_mut());
                 }
-                let z = own.z.as_ref();
+                let z = common.z.as_ref();
                 self.ls_trn
                     .pass_part(z, kt, (t, parts), &mut write(&me.pass_t));
                 self.ls_val
@@ -1445,30 +1463,41 @@ impl RepLearning {
             }
             3 => {
                 // The Z-gradients, and this part's rows of the v-gradients.
-                let sums = match alone_sums {
-                    Some(sums) => sums,
-                    None => sum_parts(members, |x| &x.pass_t, kt, gt.rb_mut().subcols_mut(0, kt)),
-                };
-                let [g, g_star] = self.ls_trn.values(sums, 2);
-                let sums = sum_parts(members, |x| &x.pass_v, kv, gc.rb_mut().subcols_mut(0, kv));
-                let [f, _] = self.ls_val.values(sums, 1);
-                own.values = [f, g, g_star];
-                cols_axpy(
-                    gamma,
-                    gt.rb().subcols(0, kv),
-                    gc.rb_mut().subcols_mut(0, kv),
-                    false,
-                );
+                if lead {
+                    let sums = if parts == 1 {
+                        write(&me.pass_t).swap_g(&mut common.gt)
+                    } else {
+                        let gt = common.gt.as_mut().subcols_mut(0, kt);
+                        sum_parts(members, |x| &x.pass_t, kt, gt)
+                    };
+                    let [g, g_star] = self.ls_trn.values(sums, 2);
+                    let gc = common.gc.as_mut().subcols_mut(0, kv);
+                    let sums = sum_parts(members, |x| &x.pass_v, kv, gc);
+                    let [f, _] = self.ls_val.values(sums, 1);
+                    common.values = [f, g, g_star];
+                    let (gt, mut gc) = (common.gt.as_ref(), common.gc.as_mut());
+                    cols_axpy(
+                        gamma,
+                        gt.subcols(0, kv),
+                        gc.rb_mut().subcols_mut(0, kv),
+                        false,
+                    );
+                    if task.dv && inner {
+                        // [∇_Z L_γ, ∇_Z g(u, w)] for one W1ᵀ product (gc's second half becomes
+                        // −γ ∇_Z g(u, w') in the last phase, after every part used this).
+                        let mut gd = common.gd.as_mut();
+                        gd.rb_mut()
+                            .subcols_mut(0, n)
+                            .copy_from(gc.rb().subcols(0, n));
+                        gd.subcols_mut(n, n).copy_from(gt.subcols(n, n));
+                    }
+                }
+                let (gt, gc) = (common.gt.as_ref(), common.gc.as_ref());
                 let w1t = w1.transpose();
                 match (task.dv, inner) {
-                    (true, true) => {
-                        gc.rb_mut()
-                            .subcols_mut(n, n)
-                            .copy_from(gt.rb().subcols(n, n));
-                        mul(d.rb_mut(), w1t, gc.rb());
-                    }
-                    (true, false) => mul(d.rb_mut().subcols_mut(0, n), w1t, gc.rb().subcols(0, n)),
-                    (false, true) => mul(d.rb_mut().subcols_mut(n, n), w1t, gt.rb().subcols(n, n)),
+                    (true, true) => mul(d.rb_mut(), w1t, common.gd.as_ref()),
+                    (true, false) => mul(d.rb_mut().subcols_mut(0, n), w1t, gc.subcols(0, n)),
+                    (false, true) => mul(d.rb_mut().subcols_mut(n, n), w1t, gt.subcols(n, n)),
                     (false, false) => {}
                 }
                 if let Some(beta) = task.beta {
@@ -1482,32 +1511,30 @@ impl RepLearning {
             4 => {
                 // Z at w' (Z_w − β W1 ∇_v g), and this part's rows of the pass there.
                 let beta = task.beta.expect("phase 4 follows an inner step");
-                sum_parts(members, |x| &x.e, n, gt.rb_mut().subcols_mut(n, n));
-                cols_axpy(
-                    -beta,
-                    gt.rb().subcols(n, n),
-                    own.z.as_mut().subcols_mut(n, n),
-                    false,
-                );
-                let zw = own.z.as_ref().subcols(n, n);
+                if lead {
+                    let mut gt = common.gt.as_mut().subcols_mut(n, n);
+                    sum_parts(members, |x| &x.e, n, gt.rb_mut());
+                    cols_axpy(-beta, gt.rb(), common.z.as_mut().subcols_mut(n, n), false);
+                }
+                let zw = common.z.as_ref().subcols(n, n);
                 self.ls_trn
                     .pass_part(zw, kw, (t, parts), &mut write(&me.pass_w));
                 return true;
             }
             _ => {
-                let sums = sum_parts(members, |x| &x.pass_w, kw, gt.rb_mut().subcols_mut(n, kw));
-                [own.values[2], _] = self.ls_trn.values(sums, 1);
+                if lead {
+                    let gt = common.gt.as_mut().subcols_mut(n, kw);
+                    let sums = sum_parts(members, |x| &x.pass_w, kw, gt);
+                    [common.values[2], _] = self.ls_trn.values(sums, 1);
+                }
             }
         }
         // Last phase: this part's blocks of the outputs and steps (no other part reads them).
-        if task.du {
-            cols_axpy(
-                -gamma,
-                gt.rb().subcols(n, n),
-                gc.rb_mut().subcols_mut(n, n),
-                true,
-            );
+        if task.du && lead {
+            let (gt, gc) = (common.gt.as_ref(), common.gc.as_mut());
+            cols_axpy(-gamma, gt.subcols(n, n), gc.subcols_mut(n, n), true);
         }
+        let gc = common.gc.as_ref();
         if let (Some(_), Block::Mut(w)) = (task.beta, &mut slot.w) {
             w.copy_from(vw.rb().subcols(n, n));
         }
@@ -1515,9 +1542,9 @@ impl RepLearning {
             let vwt = vw.rb().transpose();
             match (task.alpha_u, &mut slot.w1, slot.du.as_mut()) {
                 (Some(alpha), Block::Mut(w1), _) => {
-                    matmul(w1.rb_mut(), Accum::Add, gc.rb(), vwt, -alpha, Par::Seq)
+                    matmul(w1.rb_mut(), Accum::Add, gc, vwt, -alpha, Par::Seq)
                 }
-                (_, _, Some(du)) => mul(du.rb_mut(), gc.rb(), vwt),
+                (_, _, Some(du)) => mul(du.rb_mut(), gc, vwt),
                 _ => {}
             }
         }
@@ -1837,6 +1864,7 @@ impl RepLearning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg;
 
     /// The team evaluation gives the one-part results for any number of parts (to rounding:
     /// the partials are summed in another order), and for a given number of parts the same
@@ -1859,12 +1887,33 @@ mod tests {
                 parts: Some(parts),
                 ..Task::default()
             };
+            // Gauss–Seidel's two calls: ∇_v L_γ with ∇_v g(u, w), then the u step alone.
+            let gs_eval = Task {
+                dv: true,
+                gw: true,
+                parts: Some(parts),
+                ..Task::default()
+            };
+            let gs_step = Task {
+                du: true,
+                alpha_u: Some(1e-3),
+                parts: Some(parts),
+                ..Task::default()
+            };
             let (mut u, mut v, mut w) = (u0.clone(), v0.clone(), w0.clone());
             let mut vals = Vec::new();
             for _ in 0..3 {
                 let (uu, vv) = (Var::Mut(&mut u), Var::Mut(&mut v));
                 let ww = Var::Mut(&mut w);
                 vals.extend(p.fused(uu, vv, ww, 7.0, step, None, None, None));
+                let (mut gv, mut gw) = (vec![0.0; dv], vec![0.0; dv]);
+                let (uu, vv, ww) = (Var::Ref(&u), Var::Ref(&v), Var::Ref(&w));
+                let outs = (Some(&mut gv[..]), Some(&mut gw[..]));
+                vals.extend(p.fused(uu, vv, ww, 7.0, gs_eval, None, outs.0, outs.1));
+                vals.extend(gv.iter().chain(&gw));
+                linalg::axpy(-2e-3, &gv, &mut v);
+                let (uu, vv, ww) = (Var::Mut(&mut u), Var::Ref(&v), Var::Ref(&w));
+                vals.extend(p.fused(uu, vv, ww, 7.0, gs_step, None, None, None));
             }
             let eval = Task {
                 du: true,
