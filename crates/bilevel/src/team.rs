@@ -58,10 +58,11 @@ impl Barrier {
     }
 }
 
-/// Spin, and yield the core after a while (another thread may need it to arrive).
+/// Spin, and yield the core after a while (about 20 µs: another thread may need it to arrive,
+/// when other work shares the cores).
 fn backoff(spins: &mut u32) {
     *spins += 1;
-    if *spins < 1 << 14 {
+    if *spins < 1 << 10 {
         std::hint::spin_loop();
     } else {
         std::thread::yield_now();
@@ -268,8 +269,7 @@ pub(crate) fn team() -> &'static Team {
 /// Parts of a team job of `fmas` multiply-adds: faer's global thread count when the job is
 /// large enough that the team may pay for its barriers ([`TEAM_MIN_FMAS`]), else 1. The parts
 /// fix the arithmetic (a kernel gives the same bits for a given number of parts, whoever runs
-/// them); whether the team or the caller alone runs them is [`Chooser`]'s business below
-/// [`crate::kernels::PAR_MIN_FMAS`], and always the team above it.
+/// them); whether the team or the caller alone runs them is [`Chooser`]'s business.
 pub(crate) fn parts_for(fmas: usize) -> usize {
     match faer::get_global_parallelism() {
         faer::Par::Seq => 1,
@@ -281,57 +281,90 @@ pub(crate) fn parts_for(fmas: usize) -> usize {
 /// Below this many multiply-adds a job has one part.
 pub(crate) const TEAM_MIN_FMAS: usize = 1 << 16;
 
-/// Whether a job of `fmas` multiply-adds always goes to the team (above the rayon rule's
-/// bound the team won in both placements of the two vCPUs, by 30 % at the medium size even
-/// when they sat on different core complexes).
-pub(crate) fn always_team(fmas: usize) -> bool {
-    fmas >= crate::kernels::PAR_MIN_FMAS
+/// Picks between the team and the caller alone from their measured times: it runs
+/// [`Chooser::PROBE`] calls each way, keeps the faster (by the mean time of each way), and
+/// probes again once [`Chooser::MIN_CALLS`] calls and [`Chooser::INTERVAL`] have passed. Both
+/// ways run the same parts, so the choice changes the time, never the bits.
+///
+/// Why measure: the host moves the two vCPUs between core complexes within seconds. The small
+/// replearn iteration took 12.3 µs on the team and 19.7 µs alone when they shared a cache
+/// (cache-line round trip 45–80 ns), 26 µs on the team and 19.7 alone when they did not
+/// (≈ 390 ns); and when other processes take the cores, a member descheduled at a barrier stalls
+/// the others (a Gauss–Seidel iteration once took 3.3 ms instead of 35 µs while a second
+/// process spun on both vCPUs). Probing costs about 1 % of a large run.
+#[derive(Debug)]
+pub(crate) struct Chooser {
+    /// Index of the next call within the current probe (None: settled).
+    probe: Option<u64>,
+    /// Summed times of the probe's calls, alone and on the team.
+    total: [u64; 2],
+    team: bool,
+    calls_since: u64,
+    since: Option<Instant>,
+    interval: Duration,
 }
 
-/// Picks, for jobs where either may be faster, between the team and the caller alone, from
-/// their measured times: every [`Chooser::EPOCH`] calls it runs [`Chooser::PROBE`] calls each
-/// way and keeps the faster (by the fastest call of each probe) until the next probe. Both
-/// ways run the same parts, so the choice changes the time, never the bits. The small
-/// replearn benchmark iteration took 12.3 µs with the team and 20.6 µs alone when the host
-/// placed the two vCPUs on one core complex (cache-line round trip 45–80 ns), and 26 µs with
-/// the team against 20.6 µs alone when it placed them apart (≈ 390 ns); the host switches
-/// between the two within seconds.
-#[derive(Debug, Default)]
-pub(crate) struct Chooser {
-    calls: u64,
-    best: [u64; 2],
-    team: bool,
+impl Default for Chooser {
+    fn default() -> Self {
+        Chooser::with_interval(Self::INTERVAL)
+    }
 }
 
 impl Chooser {
-    /// Calls between two probes.
-    pub(crate) const EPOCH: u64 = 512;
     /// Calls each way in a probe.
     pub(crate) const PROBE: u64 = 8;
+    /// Calls between two probes, at least.
+    pub(crate) const MIN_CALLS: u64 = 512;
+    /// Time between two probes, at least.
+    pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 
-    /// Whether the next call should use the team.
+    fn with_interval(interval: Duration) -> Self {
+        Chooser {
+            probe: Some(0),
+            total: [0; 2],
+            team: true,
+            calls_since: 0,
+            since: None,
+            interval,
+        }
+    }
+
+    /// Whether the next call should use the team (a probe runs alone first).
     pub(crate) fn use_team(&self) -> bool {
-        match self.calls % Self::EPOCH {
-            k if k < Self::PROBE => false,
-            k if k < 2 * Self::PROBE => true,
-            _ => self.team,
+        match self.probe {
+            Some(k) => k >= Self::PROBE,
+            None => self.team,
         }
     }
 
     /// Reports the time of the call just made (`team`: whether it ran on the team).
     pub(crate) fn record(&mut self, team: bool, nanos: u64) {
-        let k = self.calls % Self::EPOCH;
-        if k == 0 {
-            self.best = [u64::MAX; 2];
+        match self.probe {
+            Some(k) => {
+                // The mean of each way's calls but its first (which may wake a parked helper):
+                // under other load the fastest call says little about the rest.
+                if k % Self::PROBE != 0 {
+                    let b = &mut self.total[team as usize];
+                    *b = b.saturating_add(nanos);
+                }
+                if k + 1 < 2 * Self::PROBE {
+                    self.probe = Some(k + 1);
+                } else {
+                    self.team = self.total[1] < self.total[0];
+                    self.probe = None;
+                    self.calls_since = 0;
+                    self.since = Some(Instant::now());
+                }
+            }
+            None => {
+                self.calls_since += 1;
+                let due = self.since.is_none_or(|t| t.elapsed() >= self.interval);
+                if self.calls_since >= Self::MIN_CALLS && due {
+                    self.probe = Some(0);
+                    self.total = [0; 2];
+                }
+            }
         }
-        if k < 2 * Self::PROBE {
-            let b = &mut self.best[team as usize];
-            *b = (*b).min(nanos);
-        }
-        if k == 2 * Self::PROBE - 1 {
-            self.team = self.best[1] < self.best[0];
-        }
-        self.calls += 1;
     }
 }
 
@@ -364,11 +397,12 @@ mod tests {
 
     #[test]
     fn the_chooser_keeps_the_faster_way_until_the_next_probe() {
+        let epoch = 2 * Chooser::PROBE + Chooser::MIN_CALLS;
         for (alone, team, want) in [(20, 12, true), (20, 26, false)] {
-            let mut c = Chooser::default();
-            for call in 0..3 * Chooser::EPOCH {
+            let mut c = Chooser::with_interval(Duration::ZERO);
+            for call in 0..3 * epoch {
                 let t = c.use_team();
-                let k = call % Chooser::EPOCH;
+                let k = call % epoch;
                 if k < Chooser::PROBE {
                     assert!(!t, "probe alone at call {call}");
                 } else if k < 2 * Chooser::PROBE {
@@ -379,6 +413,13 @@ mod tests {
                 c.record(t, if t { team } else { alone });
             }
         }
+        // A probe waits for its interval as well as for its calls.
+        let mut c = Chooser::with_interval(Duration::from_secs(3600));
+        for _ in 0..2 * Chooser::PROBE + 3 * Chooser::MIN_CALLS {
+            let t = c.use_team();
+            c.record(t, if t { 1 } else { 2 });
+        }
+        assert!(c.probe.is_none() && c.team);
     }
 
     #[test]

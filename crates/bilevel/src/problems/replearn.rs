@@ -1328,9 +1328,9 @@ impl RepLearning {
         let wanted = task.parts.unwrap_or_else(|| team::parts_for(fmas));
         let parts = wanted.clamp(1, h.clamp(1, team::MAX_PARTS));
         self.with_work(|ws| {
-            // Between the two bounds the team pays only in one placement of the host's vCPUs:
-            // measure (`team::Chooser`).
-            let choose = parts > 1 && task.parts.is_none() && !team::always_team(fmas);
+            // Whether the team pays depends on the host's placement of the vCPUs and on other
+            // load: measure (`team::Chooser`).
+            let choose = parts > 1 && task.parts.is_none();
             let mut crew = team::team().crew(parts);
             if crew.parts() != parts || (choose && !ws.chooser.use_team()) {
                 crew = crew.alone();
