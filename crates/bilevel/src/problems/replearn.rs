@@ -1872,8 +1872,22 @@ mod tests {
     /// does). Parts beyond the cores (3 on two) only cost time.
     #[test]
     fn team_members_agree_with_one_thread() {
-        let sizes = RepSizes::quick_for(Regime::General);
-        let p = RepLearning::generate(Regime::General, &sizes, 3).expect("instance");
+        // A tiny instance, and one whose passes read the R of a QR (N ≥ m: the parts split
+        // the triangle's rows by nonzeros).
+        let tall = RepSizes {
+            n_trn: 300,
+            n_val: 250,
+            m: 200,
+            h: 220,
+            n: 12,
+            ..RepSizes::default_for(Regime::General)
+        };
+        for sizes in [RepSizes::quick_for(Regime::General), tall] {
+            agree_with_one_thread(&RepLearning::generate(Regime::General, &sizes, 3).unwrap());
+        }
+    }
+
+    fn agree_with_one_thread(p: &RepLearning) {
         let (u0, v0) = p.init(1);
         let w0: Vec<f64> = v0.iter().map(|x| 0.5 * x + 0.01).collect();
         let (du, dv) = (u0.len(), v0.len());
