@@ -283,7 +283,8 @@ pub(crate) const TEAM_MIN_FMAS: usize = 1 << 16;
 
 /// Picks between the team and the caller alone from their measured times: it runs
 /// [`Chooser::PROBE`] calls each way, keeps the faster (by the mean time of each way), and
-/// probes again once [`Chooser::MIN_CALLS`] calls and [`Chooser::INTERVAL`] have passed. Both
+/// probes again once [`Chooser::MIN_CALLS`] calls and [`Chooser::INTERVAL`] have passed (the
+/// first probe after [`Chooser::WARM`] calls on the team). Both
 /// ways run the same parts, so the choice changes the time, never the bits.
 ///
 /// Why measure: the host moves the two vCPUs between core complexes within seconds. The small
@@ -291,7 +292,8 @@ pub(crate) const TEAM_MIN_FMAS: usize = 1 << 16;
 /// (cache-line round trip 45–80 ns), 26 µs on the team and 19.7 alone when they did not
 /// (≈ 390 ns); and when other processes take the cores, a member descheduled at a barrier stalls
 /// the others (a Gauss–Seidel iteration once took 3.3 ms instead of 35 µs while a second
-/// process spun on both vCPUs). Probing costs about 1 % of a large run.
+/// process spun on both vCPUs). Probing costs 1–1.5 % of a medium or large run (8 calls alone
+/// at about twice the time, every 512 calls).
 #[derive(Debug)]
 pub(crate) struct Chooser {
     /// Index of the next call within the current probe (None: settled).
@@ -316,14 +318,18 @@ impl Chooser {
     /// Calls between two probes, at least.
     pub(crate) const MIN_CALLS: u64 = 512;
     /// Time between two probes, at least.
-    pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+    pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
+    /// Calls on the team before the first probe: the first team calls start the helpers and
+    /// fill their caches (a first probe straight away chose the caller alone for a small
+    /// Gauss–Seidel run in the near placement, 24.4 µs instead of 16).
+    pub(crate) const WARM: u64 = 16;
 
     fn with_interval(interval: Duration) -> Self {
         Chooser {
-            probe: Some(0),
+            probe: None,
             total: [0; 2],
             team: true,
-            calls_since: 0,
+            calls_since: Self::MIN_CALLS - Self::WARM,
             since: None,
             interval,
         }
@@ -400,6 +406,11 @@ mod tests {
         let epoch = 2 * Chooser::PROBE + Chooser::MIN_CALLS;
         for (alone, team, want) in [(20, 12, true), (20, 26, false)] {
             let mut c = Chooser::with_interval(Duration::ZERO);
+            // The team first, until it is warm.
+            for _ in 0..Chooser::WARM {
+                assert!(c.use_team());
+                c.record(true, team);
+            }
             for call in 0..3 * epoch {
                 let t = c.use_team();
                 let k = call % epoch;
