@@ -652,11 +652,16 @@ impl LsData {
 
     /// The losses of the first `groups` column groups from the summed raw sums of a pass.
     pub(crate) fn values(&self, sums: [f64; 2], groups: usize) -> [f64; 2] {
-        let mut val = [0.5 * sums[0], 0.5 * sums[1]];
-        for v in val.iter_mut().take(groups) {
+        self.with_offset([0.5 * sums[0], 0.5 * sums[1]], groups)
+    }
+
+    /// Half squared residuals over the matrix the passes read, plus the part of the loss that
+    /// lies outside its column space, for the first `groups` column groups.
+    fn with_offset(&self, mut half: [f64; 2], groups: usize) -> [f64; 2] {
+        for v in half.iter_mut().take(groups) {
             *v += self.offset;
         }
-        val
+        half
     }
 
     /// [`fused_pass`] on this loss: ½‖X Z_q − Y‖² for each group of Z's columns, and
@@ -673,8 +678,8 @@ impl LsData {
             cols: Some(self.cols.as_ref()),
             ..RowOps::default()
         };
-        let val = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);
-        self.values([2.0 * val[0], 2.0 * val[1]], groups)
+        let half = fused_pass(self.rows.transpose(), self.y.as_ref(), z, g, parts, ops);
+        self.with_offset(half, groups)
     }
 }
 

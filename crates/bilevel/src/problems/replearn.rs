@@ -311,24 +311,31 @@ fn rank_of(s: &[f64]) -> usize {
 /// Writes Bᵀ (B Bᵀ)⁻¹ R into `out` (column-major, B.ncols() × R.ncols()) and returns true
 /// when the Cholesky factor of B Bᵀ is well conditioned (κ(B)² below about 1e10); false
 /// otherwise, leaving the caller to fall back to the SVD.
-fn solve_by_row_gram(b: MatRef<'_, f64>, r: MatRef<'_, f64>, out: &mut [f64]) -> bool {
-    let k = b.nrows();
-    let mut gram = Mat::zeros(k, k);
-    // Only the lower half: the Cholesky reads no more.
+/// The lower half of a Aᵀ (what a Cholesky or a lower-side eigensolver reads; the upper half
+/// stays zero), threaded where large.
+fn lower_gram(a: MatRef<'_, f64>) -> Mat<f64> {
+    let k = a.nrows();
+    let mut g = Mat::zeros(k, k);
     let (lower, full) = (BlockStructure::TriangularLower, BlockStructure::Rectangular);
-    let par = par_for(k * k * b.ncols() / 2);
-    let bt = b.transpose();
+    let par = par_for(k * k * a.ncols() / 2);
+    let at = a.transpose();
     triangular::matmul(
-        gram.as_mut(),
+        g.as_mut(),
         lower,
         Accum::Replace,
-        b,
+        a,
         full,
-        bt,
+        at,
         full,
         1.0,
         par,
     );
+    g
+}
+
+fn solve_by_row_gram(b: MatRef<'_, f64>, r: MatRef<'_, f64>, out: &mut [f64]) -> bool {
+    let k = b.nrows();
+    let gram = lower_gram(b);
     let Ok(llt) = gram.as_ref().llt(faer::Side::Lower) else {
         return false;
     };
@@ -462,7 +469,7 @@ struct Slot<'a> {
     gw: Option<MatMut<'a, f64>>,
 }
 
-/// What one fused evaluation does with its results ([`RepLearning::penalty_core`]).
+/// What one fused evaluation does with its results ([`RepLearning::fused`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Task {
     /// Form ∇_u L_γ: written to `du`, or (with `alpha_u`) added into W1 as W1 −= α_u ∇_u L_γ.
@@ -1204,23 +1211,7 @@ impl RepLearning {
             } else {
                 a.transpose()
             };
-            let k = a.nrows();
-            let mut g = Mat::zeros(k, k);
-            let par = par_for(k * k * a.ncols() / 2);
-            let lower = BlockStructure::TriangularLower;
-            let full = BlockStructure::Rectangular;
-            let at = a.transpose();
-            triangular::matmul(
-                g.as_mut(),
-                lower,
-                Accum::Replace,
-                a,
-                full,
-                at,
-                full,
-                1.0,
-                par,
-            );
+            let (k, g) = (a.nrows(), lower_gram(a));
             let lanczos = (k >= 64).then(|| crate::linalg::spd_min_eig(g.as_ref(), 1e-10, 300));
             let l = lanczos.flatten().or_else(|| {
                 g.self_adjoint_eigenvalues(faer::Side::Lower)
