@@ -1,6 +1,7 @@
 //! The subcommands: `reproduce`, `run`, `bench`, `list`, `check`.
 
 use crate::config::{Config, PROBLEM_KINDS, ProblemConfig, SOLVER_KINDS, TraceFormat};
+use crate::outdir::OutDir;
 use crate::plot::{safe_stem, write_figure};
 use crate::progress::{BarProgress, RunBar};
 use crate::report::{self, FigureFiles, Header, Outcome, Summary, md_table};
@@ -153,6 +154,7 @@ pub fn reproduce(
     names: &[String],
     out: &Path,
     quick: bool,
+    force: bool,
     interrupt: Arc<AtomicBool>,
     command: String,
 ) -> Result<u8> {
@@ -174,6 +176,7 @@ pub fn reproduce(
         .into_iter()
         .filter(|e| selected.is_empty() || selected.contains(&e.name()))
         .collect();
+    let od = OutDir::open(out, force)?;
     let fig_dir = out.join("figures");
     let trace_dir = out.join("traces");
     mkdir(&fig_dir)?;
@@ -211,7 +214,7 @@ pub fn reproduce(
         if let Ok(r) = &result {
             // A file that cannot be written is reported and counted as a failure; the other
             // outputs and experiments still go ahead.
-            if let Err(e) = write_outputs(r, &mut o, out, &fig_dir, &trace_dir) {
+            if let Err(e) = write_outputs(&od, r, &mut o, &fig_dir, &trace_dir) {
                 eprintln!("{}: {e:#}", r.name);
                 o.output_errors.push(format!("{e:#}"));
             }
@@ -247,7 +250,7 @@ pub fn reproduce(
             not_run: Vec::new(),
             interrupted: interrupt.load(Ordering::Relaxed),
         };
-        write(
+        od.write(
             &out.join("report.md"),
             &report::reproduce_markdown(&outcomes, &header),
         )?;
@@ -261,23 +264,29 @@ pub fn reproduce(
         interrupted,
     };
     let report_path = out.join("report.md");
-    write(
+    od.write(
         &report_path,
         &report::reproduce_markdown(&outcomes, &header),
     )?;
-    let (pass, fail) = outcomes
-        .iter()
-        .map(Outcome::counts)
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let c = report::total_counts(&outcomes);
     println!(
-        "{pass} claims pass, {fail} fail, in {:.1} s; report: {}",
+        "{} claims pass, {} fail{}, in {:.1} s; report: {}",
+        c.pass,
+        c.fail,
+        if interrupted {
+            format!(", {} not run (interrupted)", c.not_run)
+        } else {
+            String::new()
+        },
         header.wall_time_s,
         report_path.display()
     );
-    Ok(if fail > 0 {
-        EXIT_FAIL
-    } else if interrupted {
+    // An interruption is reported as such even when a finished experiment failed: scripts
+    // must be able to tell Ctrl-C from a failed claim.
+    Ok(if interrupted {
         EXIT_INTERRUPTED
+    } else if c.fail > 0 {
+        EXIT_FAIL
     } else {
         EXIT_OK
     })
@@ -285,14 +294,18 @@ pub fn reproduce(
 
 /// Writes an experiment's figures, traces and JSON summary, recording the file names in `o`.
 fn write_outputs(
+    od: &OutDir,
     r: &bilevel::experiments::Report,
     o: &mut Outcome,
-    out: &Path,
     fig_dir: &Path,
     trace_dir: &Path,
 ) -> Result<()> {
+    let out = od.root();
     for f in &r.figures {
-        let (png, svg) = write_figure(f, fig_dir)
+        let [png, svg] = od
+            .write_staged(fig_dir, |stage| {
+                write_figure(f, stage).map(|(png, svg)| [png, svg])
+            })
             .with_context(|| format!("drawing figure {} of {}", f.name, r.name))?;
         o.figures.push(FigureFiles {
             name: f.name.clone(),
@@ -305,7 +318,7 @@ fn write_outputs(
     mkdir(&dir)?;
     for (stem, tr) in &r.traces {
         let p = dir.join(format!("{}.csv", safe_stem(stem)));
-        tr.save_csv(&p)
+        od.write_with(&p, |t| Ok(tr.save_csv(t)?))
             .with_context(|| format!("writing trace {}", p.display()))?;
         o.traces.push(rel(&p, out));
     }
@@ -326,7 +339,7 @@ fn write_outputs(
     };
     let text = serde_json::to_string_pretty(&summary)
         .with_context(|| format!("serializing the summary of {}", r.name))?;
-    write(&sp, &text)?;
+    od.write(&sp, &text)?;
     o.summary_json = Some(rel(&sp, out));
     Ok(())
 }
@@ -340,7 +353,7 @@ struct SeedRun {
 }
 
 /// `bilevel run CONFIG --out DIR`. Returns the exit status.
-pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> {
+pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -> Result<u8> {
     let t0 = Instant::now();
     let cfg = Config::load(config)?;
     let problem = cfg
@@ -354,11 +367,16 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
         .map(|&s| cfg.start.point(problem.as_ref(), s))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("in config file {}", config.display()))?;
+    // Taken only once the config, data and starts are known good, so a mistake there leaves
+    // the folder untouched.
+    let od = OutDir::open(out, force)?;
     let trace_dir = out.join("traces");
     let fig_dir = out.join("figures");
     mkdir(&trace_dir)?;
     let mut runs: Vec<SeedRun> = Vec::new();
     let mut solver_name = String::new();
+    // A run-time error stops the remaining seeds but not the report of those that finished.
+    let mut failure: Option<String> = None;
     for (&seed, (u0, v0)) in cfg.seeds.iter().zip(&starts) {
         if interrupt.load(Ordering::Relaxed) {
             break;
@@ -386,8 +404,10 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
                 (d.trace, st, Some(msg))
             }
             Err(e) => {
-                return Err(anyhow!(e))
-                    .with_context(|| format!("run with seed {seed} of {}", config.display()));
+                let msg = format!("run with seed {seed} of {}: {e}", config.display());
+                eprintln!("error: {msg}");
+                failure = Some(msg);
+                break;
             }
         };
         let mut files = Vec::new();
@@ -396,10 +416,12 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
                 TraceFormat::Csv => trace_dir.join(format!("seed{seed}.csv")),
                 TraceFormat::Json => trace_dir.join(format!("seed{seed}.json")),
             };
-            match f {
-                TraceFormat::Csv => trace.save_csv(&p),
-                TraceFormat::Json => trace.save_json(&p),
-            }
+            od.write_with(&p, |t| {
+                Ok(match f {
+                    TraceFormat::Csv => trace.save_csv(t),
+                    TraceFormat::Json => trace.save_json(t),
+                }?)
+            })
             .with_context(|| format!("writing trace {}", p.display()))?;
             files.push(rel(&p, out));
         }
@@ -429,7 +451,11 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
             &runs.iter().map(|r| &r.trace).collect::<Vec<_>>(),
             &solver_name,
         );
-        let (png, svg) = write_figure(&fig, &fig_dir).context("drawing the convergence figure")?;
+        let [png, svg] = od
+            .write_staged(&fig_dir, |stage| {
+                write_figure(&fig, stage).map(|(png, svg)| [png, svg])
+            })
+            .context("drawing the convergence figure")?;
         figure = Some((fig.caption, rel(&png, out), rel(&svg, out)));
     }
     let interrupted = interrupt.load(Ordering::Relaxed);
@@ -442,10 +468,14 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
         figure,
         t0.elapsed().as_secs_f64(),
         interrupted,
+        failure.as_deref(),
     );
     let rp = out.join("report.md");
-    write(&rp, &md)?;
+    od.write(&rp, &md)?;
     println!("report: {}", rp.display());
+    if let Some(msg) = failure {
+        return Err(anyhow!(msg));
+    }
     let diverged = runs.iter().filter(|r| r.error.is_some()).count();
     if diverged > 0 {
         eprintln!(
@@ -549,10 +579,18 @@ fn run_markdown(
     figure: Option<(String, String, String)>,
     wall: f64,
     interrupted: bool,
+    failure: Option<&str>,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "# bilevel run: {}\n", path.display());
+    if let Some(msg) = failure {
+        let _ = writeln!(
+            s,
+            "**ERROR: {}.** The seeds after it were not run; the table shows those that finished.\n",
+            report::text(msg)
+        );
+    }
     let _ = writeln!(s, "- Problem: {problem}");
     let _ = writeln!(s, "- Solver: {solver}");
     let _ = writeln!(s, "- Seeds: {:?}", cfg.seeds);

@@ -29,6 +29,9 @@ enum Cmd {
         /// Smaller sizes and fewer seeds (a smoke test, under a minute).
         #[arg(long)]
         quick: bool,
+        /// Replace what an earlier bilevel run wrote in a non-empty --out (other files stay).
+        #[arg(long)]
+        force: bool,
     },
     /// Run one experiment described by a TOML config (see configs/ and docs/cli.md).
     Run {
@@ -37,6 +40,9 @@ enum Cmd {
         /// Output directory.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Replace what an earlier bilevel run wrote in a non-empty --out (other files stay).
+        #[arg(long)]
+        force: bool,
     },
     /// Time one PBGD iteration (Jacobi and Gauss–Seidel, one warm inner step) and a whole
     /// Jacobi run to a fixed tolerance on representation learning at the benchmark sizes, print
@@ -92,13 +98,18 @@ fn main_inner() -> Result<u8> {
     }
     plot::init_fonts();
     match cli.cmd {
-        Cmd::Reproduce { names, out, quick } => {
+        Cmd::Reproduce {
+            names,
+            out,
+            quick,
+            force,
+        } => {
             let flag = progress::interrupt_flag();
-            commands::reproduce(&names, &out, quick, flag, command_line())
+            commands::reproduce(&names, &out, quick, force, flag, command_line())
         }
-        Cmd::Run { config, out } => {
+        Cmd::Run { config, out, force } => {
             let flag = progress::interrupt_flag();
-            commands::run(&config, &out, flag)
+            commands::run(&config, &out, force, flag)
         }
         Cmd::Bench {
             out,

@@ -62,17 +62,54 @@ pub struct Outcome {
     pub output_errors: Vec<String>,
 }
 
+/// Claim counts of one experiment or of a whole report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Claims that pass.
+    pub pass: usize,
+    /// Claims that fail, experiments that stopped with an error, outputs not written.
+    pub fail: usize,
+    /// Claims of an interrupted experiment: measured on partial data, so neither PASS nor FAIL.
+    pub not_run: usize,
+}
+
 impl Outcome {
-    /// (passed, failed) claim counts; an error counts as one failure.
-    pub fn counts(&self) -> (usize, usize) {
+    /// Claim counts; an error counts as one failure, and every claim of an interrupted
+    /// experiment as not run.
+    pub fn counts(&self) -> Counts {
         match &self.result {
+            Ok(r) if r.partial => Counts {
+                pass: 0,
+                fail: self.output_errors.len(),
+                not_run: r.claims.len(),
+            },
             Ok(r) => {
                 let p = r.claims.iter().filter(|c| c.pass).count();
-                (p, r.claims.len() - p + self.output_errors.len())
+                Counts {
+                    pass: p,
+                    fail: r.claims.len() - p + self.output_errors.len(),
+                    not_run: 0,
+                }
             }
-            Err(_) => (0, 1),
+            Err(_) => Counts {
+                pass: 0,
+                fail: 1,
+                not_run: 0,
+            },
         }
     }
+}
+
+/// Counts summed over experiments.
+pub fn total_counts(outcomes: &[Outcome]) -> Counts {
+    outcomes
+        .iter()
+        .map(Outcome::counts)
+        .fold(Counts::default(), |a, b| Counts {
+            pass: a.pass + b.pass,
+            fail: a.fail + b.fail,
+            not_run: a.not_run + b.not_run,
+        })
 }
 
 /// The JSON summary of one experiment: everything but the figures' data.
@@ -140,14 +177,31 @@ pub fn machine_info() -> String {
 
 /// The reproduction report.
 pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
-    let (mut pass, mut fail) = (0, 0);
-    for o in outcomes {
-        let (p, f) = o.counts();
-        pass += p;
-        fail += f;
-    }
+    let c = total_counts(outcomes);
+    let (pass, fail) = (c.pass, c.fail);
     let mut s = String::new();
     let _ = writeln!(s, "# bilevel: reproduction report\n");
+    if h.interrupted {
+        let mut not_run = Vec::new();
+        if c.not_run > 0 {
+            not_run.push(format!(
+                "{} claim(s) of the interrupted experiment not run",
+                c.not_run
+            ));
+        }
+        if !h.not_run.is_empty() {
+            not_run.push(format!("experiments not run: {}", h.not_run.join(", ")));
+        }
+        let _ = writeln!(
+            s,
+            "**Interrupted (Ctrl-C): this report is partial.**{}\n",
+            if not_run.is_empty() {
+                String::new()
+            } else {
+                format!(" {}.", not_run.join("; "))
+            }
+        );
+    }
     // A passing report must not contain the word FAIL anywhere (CI greps for it).
     let verdict = if fail == 0 {
         format!("**All {pass} claims PASS**")
@@ -156,7 +210,12 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
     };
     let _ = writeln!(
         s,
-        "{verdict} · total wall time {:.1} s{}\n",
+        "{verdict}{} · total wall time {:.1} s{}\n",
+        if c.not_run > 0 {
+            format!(" · {} not run", c.not_run)
+        } else {
+            String::new()
+        },
         h.wall_time_s,
         if h.quick {
             " · quick mode (smaller sizes and fewer seeds)"
@@ -164,33 +223,23 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
             ""
         }
     );
-    if h.interrupted {
-        let _ = writeln!(
-            s,
-            "**Interrupted (Ctrl-C): results are partial.**{}\n",
-            if h.not_run.is_empty() {
-                String::new()
-            } else {
-                format!(" Not run: {}.", h.not_run.join(", "))
-            }
-        );
-    }
     let _ = writeln!(s, "- Command: `{}`", h.command);
     let _ = writeln!(s, "- Machine: {}", machine_info());
     let _ = writeln!(s, "- bilevel {}\n", env!("CARGO_PKG_VERSION"));
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {
-            let (p, f) = o.counts();
+            let c = o.counts();
             let status = match &o.result {
                 Err(_) => "ERROR".to_string(),
-                Ok(r) if r.partial => format!("{} (partial)", if f == 0 { "PASS" } else { "FAIL" }),
-                Ok(_) => (if f == 0 { "PASS" } else { "FAIL" }).to_string(),
+                Ok(_) if c.fail > 0 => "FAIL".to_string(),
+                Ok(r) if r.partial => "not run (interrupted)".to_string(),
+                Ok(_) => "PASS".to_string(),
             };
             vec![
                 format!("[{}](#{})", o.name, o.name),
                 o.title.clone(),
-                format!("{p} / {}", p + f),
+                format!("{} / {}", c.pass, c.pass + c.fail + c.not_run),
                 status,
                 format!("{:.1} s", o.wall_time_s),
             ]
@@ -229,7 +278,10 @@ fn experiment_section(s: &mut String, o: &Outcome) {
         }
     };
     if r.partial {
-        let _ = writeln!(s, "**Partial results: interrupted before the end.**\n");
+        let _ = writeln!(
+            s,
+            "**Interrupted before the end: its claims are not run (the measurements below come from partial data).**\n"
+        );
     }
     for e in &o.output_errors {
         let _ = writeln!(s, "**ERROR** writing outputs (counted as a failure): {e}\n");
@@ -243,7 +295,13 @@ fn experiment_section(s: &mut String, o: &Outcome) {
                 c.text.clone(),
                 c.measured.clone(),
                 c.threshold.clone(),
-                if c.pass { "PASS".into() } else { "FAIL".into() },
+                if r.partial {
+                    "not run".into()
+                } else if c.pass {
+                    "PASS".into()
+                } else {
+                    "FAIL".into()
+                },
             ]
         })
         .collect();
@@ -347,10 +405,42 @@ mod tests {
         assert!(ok.contains("All 1 claims PASS"));
         let bad = reproduce_markdown(&[outcome(true), outcome(false)], &header());
         assert!(bad.contains("1 of 2 claims FAIL"), "{bad}");
-        assert_eq!(outcome(false).counts(), (0, 1));
+        let counts = |pass, fail, not_run| Counts {
+            pass,
+            fail,
+            not_run,
+        };
+        assert_eq!(outcome(false).counts(), counts(0, 1, 0));
         let mut o = outcome(true);
         o.output_errors.push("disk full".into());
-        assert_eq!(o.counts(), (1, 1));
+        assert_eq!(o.counts(), counts(1, 1, 0));
+    }
+
+    #[test]
+    fn claims_of_an_interrupted_experiment_are_not_run_never_fail() {
+        let mut o = outcome(false);
+        if let Ok(r) = &mut o.result {
+            r.partial = true;
+        }
+        assert_eq!(
+            o.counts(),
+            Counts {
+                pass: 0,
+                fail: 0,
+                not_run: 1
+            }
+        );
+        let mut h = header();
+        h.interrupted = true;
+        h.not_run = vec!["fig4".into()];
+        let md = reproduce_markdown(&[o], &h);
+        assert!(!md.contains("FAIL"), "{md}");
+        assert!(
+            md.starts_with("# bilevel: reproduction report\n\n**Interrupted (Ctrl-C)"),
+            "{md}"
+        );
+        assert!(md.contains("experiments not run: fig4"), "{md}");
+        assert!(md.contains("| not run |"), "{md}");
     }
 
     #[test]
