@@ -350,6 +350,60 @@ struct SeedRun {
     status: Status,
     error: Option<String>,
     files: Vec<String>,
+    /// The solution folder (relative), when a point was written.
+    solution: Option<String>,
+    /// The problem's assessment of the point, or why it could not be made.
+    assessment: Option<std::result::Result<bilevel::solution::Assessment, String>>,
+}
+
+/// Writes `DIR/solutions/seed{S}/`: u.npy and v.npy (float64), the problem's named arrays
+/// ([`bilevel::Problem::solution_views`]) and solution.json (status, iteration, whether the
+/// point is the end of a finished run or the last finite iterate of a partial one, files).
+/// Returns the folder relative to `DIR`.
+fn write_solution(
+    od: &OutDir,
+    problem: &dyn bilevel::Problem,
+    seed: u64,
+    u: &[f64],
+    v: &[f64],
+    iteration: usize,
+    status: &Status,
+) -> Result<String> {
+    use bilevel::solution::View;
+    let dir = od.root().join("solutions").join(format!("seed{seed}"));
+    let mut views = vec![
+        View::vector("u", "the upper-level variable", u.to_vec()),
+        View::vector("v", "the lower-level variable", v.to_vec()),
+    ];
+    views.extend(problem.solution_views(u, v));
+    let mut files = serde_json::Map::new();
+    for view in &views {
+        let p = dir.join(format!("{}.npy", safe_stem(&view.name)));
+        od.write_with(&p, |t| Ok(view.save_npy(t)?))
+            .with_context(|| format!("writing {}", p.display()))?;
+        files.insert(
+            rel(&p, od.root()),
+            serde_json::json!({"shape": view.shape, "content": view.doc}),
+        );
+    }
+    let partial = !matches!(
+        status,
+        Status::Converged(_) | Status::MaxIterations | Status::TimeLimit
+    );
+    let json = serde_json::json!({
+        "seed": seed,
+        "status": status_text(status),
+        "iteration": iteration,
+        "partial": partial,
+        "point": if partial {
+            "the last finite iterate of a run that did not finish (see status)"
+        } else {
+            "the final iterate"
+        },
+        "files": files,
+    });
+    od.write(&dir.join("solution.json"), &serde_json::to_string_pretty(&json)?)?;
+    Ok(rel(&dir, od.root()))
 }
 
 /// `bilevel run CONFIG --out DIR`. Returns the exit status.
@@ -395,13 +449,13 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         );
         drop(bar);
         solver_name = solver.name();
-        let (trace, status, error) = match res {
-            Ok(o) => (o.trace, o.status, None),
+        let (trace, status, error, point) = match res {
+            Ok(o) => (o.trace, o.status, None, Some((o.u, o.v, o.iterations))),
             Err(bilevel::Error::Diverged(d)) => {
                 let msg = d.to_string();
                 eprintln!("seed {seed}: {msg}");
                 let st = Status::Diverged(d.reason.clone());
-                (d.trace, st, Some(msg))
+                (d.trace, st, Some(msg), None)
             }
             Err(e) => {
                 let msg = format!("run with seed {seed} of {}: {e}", config.display());
@@ -436,12 +490,35 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
                 r.grad_norm()
             );
         }
+        let solution = match &point {
+            Some((u, v, k)) => Some(write_solution(
+                &od,
+                problem.as_ref(),
+                seed,
+                u,
+                v,
+                *k,
+                &status,
+            )?),
+            None => None,
+        };
+        let assessment = point.as_ref().and_then(|(u, v, _)| {
+            problem
+                .assess(u, v)
+                .map_err(|e| format!("the assessment of seed {seed} failed: {e}"))
+                .transpose()
+        });
+        if let Some(Err(e)) = &assessment {
+            eprintln!("warning: {e}");
+        }
         runs.push(SeedRun {
             seed,
             trace,
             status,
             error,
             files,
+            solution,
+            assessment,
         });
     }
     let mut figure = None;
@@ -458,14 +535,29 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
             .context("drawing the convergence figure")?;
         figure = Some((fig.caption, rel(&png, out), rel(&svg, out)));
     }
+    let mut metrics_figure = None;
+    if cfg.output.figure
+        && let Some(fig) = metrics_figure_of(&runs.iter().map(|r| &r.trace).collect::<Vec<_>>())
+    {
+        let [png, svg] = od
+            .write_staged(&fig_dir, |stage| {
+                write_figure(&fig, stage).map(|(png, svg)| [png, svg])
+            })
+            .context("drawing the metrics figure")?;
+        metrics_figure = Some((fig.caption, rel(&png, out), rel(&svg, out)));
+    }
     let interrupted = interrupt.load(Ordering::Relaxed);
+    od.write(
+        &out.join("summary.json"),
+        &run_summary_json(&cfg, problem.name(), &solver_name, &runs, interrupted)?,
+    )?;
     let md = run_markdown(
         config,
         &cfg,
         problem.name(),
         &solver_name,
         &runs,
-        figure,
+        [figure, metrics_figure],
         t0.elapsed().as_secs_f64(),
         interrupted,
         failure.as_deref(),
@@ -576,7 +668,7 @@ fn run_markdown(
     problem: String,
     solver: &str,
     runs: &[SeedRun],
-    figure: Option<(String, String, String)>,
+    figures: [Option<(String, String, String)>; 2],
     wall: f64,
     interrupted: bool,
     failure: Option<&str>,
@@ -636,6 +728,7 @@ fn run_markdown(
                 num(|x| x.grad_norm()),
                 num(|x| x.l_gap),
                 r.files.join(", "),
+                r.solution.clone().map_or("–".into(), |d| format!("{d}/")),
             ]
         })
         .collect();
@@ -650,15 +743,32 @@ fn run_markdown(
             "‖∇L_γ‖".into(),
             "L_γ − min L_γ".into(),
             "trace".into(),
+            "solution".into(),
         ],
         &rows,
     ));
-    if let Some((caption, png, svg)) = figure {
+    for (caption, png, svg) in figures.into_iter().flatten() {
         let _ = writeln!(
             s,
-            "\n![convergence]({png})\n\n*{}* ([SVG]({svg}))",
+            "\n![figure]({png})\n\n*{}* ([SVG]({svg}))",
             report::text(&caption)
         );
+    }
+    for r in runs {
+        match &r.assessment {
+            Some(Ok(a)) => {
+                let _ = writeln!(s, "\n## {}, seed {}\n", report::text(&a.title), r.seed);
+                s.push_str(&md_table(&a.header, &a.rows));
+                s.push('\n');
+                for n in &a.notes {
+                    let _ = writeln!(s, "- {}", report::text(n));
+                }
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(s, "\n**Seed {}: {}**", r.seed, report::text(e));
+            }
+            None => {}
+        }
     }
     let _ = writeln!(
         s,
@@ -666,6 +776,113 @@ fn run_markdown(
         cfg.source.trim_end()
     );
     s
+}
+
+/// `DIR/summary.json` of `bilevel run`: per seed the status, iterations, the last record's
+/// numbers, the trace and solution files and the problem's assessment.
+fn run_summary_json(
+    cfg: &Config,
+    problem: String,
+    solver: &str,
+    runs: &[SeedRun],
+    interrupted: bool,
+) -> Result<String> {
+    let num = |x: f64| {
+        if x.is_finite() {
+            serde_json::json!(x)
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let seeds: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let last = r.trace.last();
+            serde_json::json!({
+                "seed": r.seed,
+                "status": status_text(&r.status),
+                "error": r.error,
+                "iterations": last.map(|x| x.iter),
+                "final": last.map(|x| serde_json::json!({
+                    "l_gamma": num(x.l_gamma), "f": num(x.f), "ll_gap": num(x.ll_gap),
+                    "grad_norm": num(x.grad_norm()), "gamma": num(x.gamma),
+                })),
+                "traces": r.files,
+                "solution": r.solution,
+                "assessment": match &r.assessment {
+                    Some(Ok(a)) => a.summary.clone(),
+                    Some(Err(e)) => serde_json::json!({"error": e}),
+                    None => serde_json::Value::Null,
+                },
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "problem": problem,
+        "solver": solver,
+        "seeds": cfg.seeds,
+        "interrupted": interrupted,
+        "runs": seeds,
+    }))?)
+}
+
+/// The problem's own metrics against iterations, when its traces carry any: metrics named
+/// `*_acc` share a panel, so do `*_loss`, and the rest (for example precision, recall, F1)
+/// share a third. None without metrics.
+pub fn metrics_figure_of(traces: &[&Trace]) -> Option<Figure> {
+    let names: Vec<String> = traces.first()?.metric_names.clone();
+    if names.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for n in &names {
+        let key = match n.rsplit_once('_') {
+            Some((_, "acc")) => "accuracy".to_string(),
+            Some((_, "loss")) => "loss".to_string(),
+            _ => "other".to_string(),
+        };
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(n.clone()),
+            None => groups.push((key, vec![n.clone()])),
+        }
+    }
+    let panels = groups
+        .into_iter()
+        .map(|(key, members)| {
+            let title = if key == "other" {
+                members.join(", ")
+            } else {
+                key.clone()
+            };
+            Panel::Curves {
+                title: title.clone(),
+                x_label: "iteration".into(),
+                y_label: title,
+                log_y: false,
+                groups: members
+                    .iter()
+                    .map(|m| CurveGroup {
+                        label: m.clone(),
+                        runs: traces.iter().filter_map(|t| t.series(m)).collect(),
+                    })
+                    .collect(),
+                markers: vec![],
+            }
+        })
+        .collect();
+    Some(Figure {
+        name: "metrics".into(),
+        caption: format!(
+            "Problem metrics against iterations ({}){}.",
+            names.join(", "),
+            if traces.len() > 1 {
+                ", median over seeds, shaded 10–90%"
+            } else {
+                ""
+            }
+        ),
+        panels,
+    })
 }
 
 /// `bilevel list`.

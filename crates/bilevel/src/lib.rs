@@ -25,6 +25,7 @@ pub mod problem;
 pub mod problems;
 pub mod run;
 pub mod seeds;
+pub mod solution;
 pub mod solvers;
 pub mod study;
 mod team;

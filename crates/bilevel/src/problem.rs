@@ -218,6 +218,19 @@ pub trait Problem: Send + Sync {
         None
     }
 
+    /// Named arrays of the solution (u, v) in the problem's own terms, written beside u and v
+    /// by `bilevel run` and offered as attributes in Python: for example the sample weights, the
+    /// flagged samples and the model of hyper-cleaning. The default has none.
+    fn solution_views(&self, _u: &[f64], _v: &[f64]) -> Vec<crate::solution::View> {
+        Vec::new()
+    }
+
+    /// An assessment of the solution (u, v) against the problem's references, for the report of
+    /// `bilevel run` and the Python result; None (the default) when the problem has none.
+    fn assess(&self, _u: &[f64], _v: &[f64]) -> Result<Option<crate::solution::Assessment>> {
+        Ok(None)
+    }
+
     /// Names of problem-specific metrics recorded in every trace row (accuracy, F1, ...).
     fn metric_names(&self) -> Vec<String> {
         Vec::new()

@@ -404,6 +404,36 @@ impl Problem for Cleaning {
         })
     }
 
+    fn assess(&self, u: &[f64], v: &[f64]) -> Result<Option<crate::solution::Assessment>> {
+        self.assessment(u, v).map(Some)
+    }
+
+    fn solution_views(&self, u: &[f64], v: &[f64]) -> Vec<crate::solution::View> {
+        use crate::solution::View;
+        let (m, n) = self.shape();
+        let psi = self.weights(u);
+        let flagged = psi.iter().map(|&w| w < 0.5).collect();
+        vec![
+            View::vector(
+                "sample_weights",
+                "ψ_i = sigmoid(u_scale · u_i), one per training sample in input order",
+                psi,
+            ),
+            View::mask(
+                "flagged",
+                "true for the training samples the solution distrusts (ψ_i < ½)",
+                flagged,
+            ),
+            View::matrix(
+                "model",
+                "the linear model W (features × classes): class scores are x·W",
+                m,
+                n,
+                v,
+            ),
+        ]
+    }
+
     fn metric_names(&self) -> Vec<String> {
         [
             "val_loss",
