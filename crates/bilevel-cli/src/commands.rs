@@ -402,7 +402,10 @@ fn write_solution(
         },
         "files": files,
     });
-    od.write(&dir.join("solution.json"), &serde_json::to_string_pretty(&json)?)?;
+    od.write(
+        &dir.join("solution.json"),
+        &serde_json::to_string_pretty(&json)?,
+    )?;
     Ok(rel(&dir, od.root()))
 }
 

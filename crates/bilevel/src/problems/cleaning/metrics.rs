@@ -156,7 +156,8 @@ impl Cleaning {
                 "–".into()
             }
         };
-        let mut models: Vec<(&str, ModelEval)> = vec![("unweighted (all samples)", unweighted.eval)];
+        let mut models: Vec<(&str, ModelEval)> =
+            vec![("unweighted (all samples)", unweighted.eval)];
         if let Some(o) = &oracle {
             models.push(("oracle (clean samples only)", o.eval));
         }
@@ -234,9 +235,8 @@ impl Cleaning {
                 }
             ));
         } else {
-            notes.push(
-                "No corruption mask given: no oracle, gap closed or cleaning scores.".into(),
-            );
+            notes
+                .push("No corruption mask given: no oracle, gap closed or cleaning scores.".into());
         }
         notes.push(format!(
             "Every model is trained at the problem's λ = {} with the same loss.",
@@ -261,4 +261,3 @@ impl Cleaning {
         })
     }
 }
-

@@ -347,6 +347,26 @@ impl Problem for RepLearning {
         let d = frob((&pz - &p.z).as_ref());
         Some(d / frob(p.z.as_ref()).max(1e-300))
     }
+    fn solution_views(&self, u: &[f64], v: &[f64]) -> Vec<crate::solution::View> {
+        use crate::solution::View;
+        vec![
+            View::matrix(
+                "w1",
+                "the backbone W1 (features × hidden), the upper-level variable",
+                self.m,
+                self.h,
+                u,
+            ),
+            View::matrix(
+                "w2",
+                "the head W2 (hidden × outputs), the lower-level variable",
+                self.h,
+                self.n,
+                v,
+            ),
+        ]
+    }
+
     fn metric_names(&self) -> Vec<String> {
         vec![
             "ul_gap_full".into(),
