@@ -270,11 +270,19 @@ pub fn reproduce(
     )?;
     let c = report::total_counts(&outcomes);
     println!(
-        "{} claims pass, {} fail{}, in {:.1} s; report: {}",
+        "{} claims pass, {} fail{}{}, in {:.1} s; report: {}",
         c.pass,
         c.fail,
         if interrupted {
             format!(", {} not run (interrupted)", c.not_run)
+        } else {
+            String::new()
+        },
+        if c.skipped > 0 {
+            format!(
+                ", {} part(s) SKIPPED (see the top of the report)",
+                c.skipped
+            )
         } else {
             String::new()
         },

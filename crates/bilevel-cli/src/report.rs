@@ -71,6 +71,8 @@ pub struct Counts {
     pub fail: usize,
     /// Claims of an interrupted experiment: measured on partial data, so neither PASS nor FAIL.
     pub not_run: usize,
+    /// Parts of experiments that could not run (a data set not installed).
+    pub skipped: usize,
 }
 
 impl Outcome {
@@ -82,6 +84,7 @@ impl Outcome {
                 pass: 0,
                 fail: self.output_errors.len(),
                 not_run: r.claims.len(),
+                skipped: r.skipped.len(),
             },
             Ok(r) => {
                 let p = r.claims.iter().filter(|c| c.pass).count();
@@ -89,12 +92,12 @@ impl Outcome {
                     pass: p,
                     fail: r.claims.len() - p + self.output_errors.len(),
                     not_run: 0,
+                    skipped: r.skipped.len(),
                 }
             }
             Err(_) => Counts {
-                pass: 0,
                 fail: 1,
-                not_run: 0,
+                ..Counts::default()
             },
         }
     }
@@ -109,6 +112,7 @@ pub fn total_counts(outcomes: &[Outcome]) -> Counts {
             pass: a.pass + b.pass,
             fail: a.fail + b.fail,
             not_run: a.not_run + b.not_run,
+            skipped: a.skipped + b.skipped,
         })
 }
 
@@ -202,6 +206,28 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
             }
         );
     }
+    let skipped: Vec<(&str, &bilevel::experiments::Skipped)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().map(|r| (o.name.as_str(), r)))
+        .flat_map(|(name, r)| r.skipped.iter().map(move |k| (name, k)))
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "**{} part(s) SKIPPED** (not run, so neither PASS nor FAIL):\n",
+            skipped.len()
+        );
+        for (name, k) in &skipped {
+            let _ = writeln!(
+                s,
+                "- {name}: {} — {}; to run it: `{}`",
+                text(&k.part),
+                text(&k.reason),
+                k.fix
+            );
+        }
+        s.push('\n');
+    }
     // A passing report must not contain the word FAIL anywhere (CI greps for it).
     let verdict = if fail == 0 {
         format!("**All {pass} claims PASS**")
@@ -210,9 +236,14 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
     };
     let _ = writeln!(
         s,
-        "{verdict}{} · total wall time {:.1} s{}\n",
+        "{verdict}{}{} · total wall time {:.1} s{}\n",
         if c.not_run > 0 {
             format!(" · {} not run", c.not_run)
+        } else {
+            String::new()
+        },
+        if c.skipped > 0 {
+            format!(" · {} part(s) SKIPPED", c.skipped)
         } else {
             String::new()
         },
@@ -234,6 +265,9 @@ pub fn reproduce_markdown(outcomes: &[Outcome], h: &Header) -> String {
                 Err(_) => "ERROR".to_string(),
                 Ok(_) if c.fail > 0 => "FAIL".to_string(),
                 Ok(r) if r.partial => "not run (interrupted)".to_string(),
+                Ok(r) if !r.skipped.is_empty() => {
+                    format!("PASS, {} part(s) SKIPPED", r.skipped.len())
+                }
                 Ok(_) => "PASS".to_string(),
             };
             vec![
@@ -281,6 +315,15 @@ fn experiment_section(s: &mut String, o: &Outcome) {
         let _ = writeln!(
             s,
             "**Interrupted before the end: its claims are not run (the measurements below come from partial data).**\n"
+        );
+    }
+    for k in &r.skipped {
+        let _ = writeln!(
+            s,
+            "**SKIPPED: {}** — {}; to run it: `{}`\n",
+            text(&k.part),
+            text(&k.reason),
+            k.fix
         );
     }
     for e in &o.output_errors {
@@ -379,6 +422,7 @@ mod tests {
                 notes: vec![],
                 wall_time_s: 0.5,
                 partial: false,
+                skipped: vec![],
             }),
             figures: vec![],
             traces: vec![],
@@ -409,6 +453,7 @@ mod tests {
             pass,
             fail,
             not_run,
+            skipped: 0,
         };
         assert_eq!(outcome(false).counts(), counts(0, 1, 0));
         let mut o = outcome(true);
@@ -427,7 +472,8 @@ mod tests {
             Counts {
                 pass: 0,
                 fail: 0,
-                not_run: 1
+                not_run: 1,
+                skipped: 0
             }
         );
         let mut h = header();

@@ -87,3 +87,30 @@ fn unknown_experiment_lists_valid_names() {
         );
     }
 }
+
+#[test]
+fn a_missing_data_set_is_skipped_not_passed() {
+    let out = temp_dir("reproduce-skip");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args([
+            "reproduce",
+            "cleaning",
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("BILEVEL_FASHION_MNIST_DIR", out.join("no-such-dir"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("1 part(s) SKIPPED"), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let top: String = report.lines().take(8).collect::<Vec<_>>().join("\n");
+    assert!(
+        top.contains("1 part(s) SKIPPED") && top.contains("apt-get install dataset-fashion-mnist"),
+        "{top}"
+    );
+    assert!(report.contains("PASS, 1 part(s) SKIPPED"), "{report}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -97,7 +97,10 @@ fn cleaning_solution_files_match_the_trace_and_the_report() {
             }
             (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
                 let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-                assert!((x - y).abs() <= 1e-14 * x.abs().max(1.0), "{path}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-14 * x.abs().max(1.0),
+                    "{path}: {x} vs {y}"
+                );
             }
             _ => assert_eq!(a, b, "{path}"),
         }

@@ -315,6 +315,7 @@ impl Experiment for Fig1 {
             ],
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }
@@ -502,6 +503,7 @@ impl Experiment for Fig2 {
             ],
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }

@@ -202,6 +202,18 @@ pub struct Figure {
     pub panels: Vec<Panel>,
 }
 
+/// A part of an experiment that could not run (a data set that is not installed), with the
+/// command that makes it runnable. Reports count it as SKIPPED, never as PASS.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Which part.
+    pub part: String,
+    /// Why it did not run.
+    pub reason: String,
+    /// The command that installs what is missing.
+    pub fix: String,
+}
+
 /// Everything an experiment returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -228,6 +240,8 @@ pub struct Report {
     pub wall_time_s: f64,
     /// True when the run was interrupted and the results are partial.
     pub partial: bool,
+    /// Parts that could not run.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Report {

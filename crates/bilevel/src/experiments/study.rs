@@ -419,6 +419,7 @@ impl Experiment for StudyExample1 {
             notes,
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }
@@ -603,6 +604,7 @@ impl Experiment for StudyToy {
             ],
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }

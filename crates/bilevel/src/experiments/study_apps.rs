@@ -540,6 +540,7 @@ impl Experiment for StudyReplearn {
             .collect(),
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }
@@ -746,6 +747,7 @@ impl Experiment for StudyCleaning {
             .collect(),
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }

@@ -380,6 +380,7 @@ impl Experiment for Fig4 {
             ],
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }

@@ -383,12 +383,17 @@ impl Experiment for CleaningStudy {
         });
 
         // Fashion-MNIST, when installed.
-        let dir = std::path::PathBuf::from(FASHION_MNIST_DIR);
+        let dir = fashion_mnist_dir();
         let have = ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
             .iter()
             .any(|f| dir.join(f).exists());
+        let mut skipped = Vec::new();
         if !have {
-            notes.push(format!("Fashion-MNIST part skipped: not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)."));
+            skipped.push(super::super::Skipped {
+                part: "Fashion-MNIST (real data)".into(),
+                reason: format!("the data set is not installed in {}", dir.display()),
+                fix: "apt-get install dataset-fashion-mnist".into(),
+            });
         } else if !ctx.interrupted() {
             let fm = CleanSetup {
                 lambda: FM_LAMBDA,
@@ -412,7 +417,7 @@ impl Experiment for CleaningStudy {
                         n_test,
                         p: 0.5,
                         seed: s,
-                        ..Default::default()
+                        dir: dir.clone(),
                     })?;
                     Cleaning::new(d, fm.settings())
                 })
@@ -538,6 +543,15 @@ impl Experiment for CleaningStudy {
             notes,
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped,
         })
     }
+}
+
+/// Where the experiment looks for Fashion-MNIST: `$BILEVEL_FASHION_MNIST_DIR` when set (tests
+/// use it to hide the data set), else [`FASHION_MNIST_DIR`], where Debian's package puts it.
+pub fn fashion_mnist_dir() -> std::path::PathBuf {
+    std::env::var_os("BILEVEL_FASHION_MNIST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(FASHION_MNIST_DIR))
 }

@@ -238,6 +238,7 @@ impl Experiment for Fig3 {
             notes: parts.notes,
             wall_time_s: t0.elapsed().as_secs_f64(),
             partial: ctx.interrupted(),
+            skipped: Vec::new(),
         })
     }
 }
