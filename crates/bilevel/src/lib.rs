@@ -20,7 +20,6 @@ mod kernels;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;
-pub mod perf;
 pub mod problem;
 pub mod problems;
 pub mod run;
