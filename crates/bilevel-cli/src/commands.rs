@@ -379,14 +379,17 @@ pub fn run(config: &Path, out: &Path, interrupt: Arc<AtomicBool>) -> Result<u8> 
         solver_name = solver.name();
         let (trace, status, error) = match res {
             Ok(o) => (o.trace, o.status, None),
-            Err(bilevel::Error::Diverged(d)) => {
+            Err(bilevel::RunError {
+                error: bilevel::Error::Diverged(d),
+                trace: Some(trace),
+            }) => {
                 let msg = d.to_string();
                 eprintln!("seed {seed}: {msg}");
                 let st = Status::Diverged(d.reason.clone());
-                (d.trace, st, Some(msg))
+                (*trace, st, Some(msg))
             }
             Err(e) => {
-                return Err(anyhow!(e))
+                return Err(anyhow!(e.error))
                     .with_context(|| format!("run with seed {seed} of {}", config.display()));
             }
         };

@@ -31,6 +31,6 @@ pub mod trace;
 
 pub use error::{Error, Result};
 pub use problem::{Level, PenaltyOptimum, PenaltyStep, Problem, Smoothness};
-pub use run::{RunOptions, RunOutput, run};
+pub use run::{RunError, RunOptions, RunOutput, run};
 pub use solvers::{GammaSchedule, InnerLoop, Pbgd, Solver, StepRule, Update};
 pub use trace::{Observer, Record, Status, Trace};
