@@ -205,7 +205,7 @@ def run_step_best(xp, d, k, u, c):
 
 
 RUN_STEPS = {"naive": run_step_naive, "best": run_step_best}
-# Whole runs are timed as the fastest of this many (ours too: `perf::RUN_REPS`), which takes
+# Whole runs are timed as the fastest of this many (ours too: `bilevel_bench::RUN_REPS`), which takes
 # most of the other work on the machine out of the comparison.
 RUN_REPS = 3
 
@@ -348,7 +348,7 @@ def run_replearn_run(case_dir, c, jax_mod):
 def placement(c):
     """The cores' cache-line round trip (ns) measured just before our timing: ~110 when the
     host runs the two vCPUs on cores sharing a cache, ~400 when on different core complexes
-    (`perf::core_round_trip_ns`); the threaded kernels, ours and the peers', are slower then."""
+    (`bilevel_bench::core_round_trip_ns`); the threaded kernels, ours and the peers', are slower then."""
     return c["rates"]["round_trip_ns"]
 
 
@@ -356,12 +356,12 @@ def rel_err(a, b):
     return float(np.linalg.norm(np.asarray(a) - b) / max(np.linalg.norm(b), 1e-300))
 
 
-TIMING_ROUNDS = 3  # as ours: `perf::TIMING_ROUNDS`
+TIMING_ROUNDS = 3  # as ours: `bilevel_bench::TIMING_ROUNDS`
 
 
 def timed(fn, state, budget):
     """Seconds of one call of fn(state) -> state: the smallest of TIMING_ROUNDS medians, each
-    over repetitions filling a share of ~budget s (as ours, `perf::time_budget`)."""
+    over repetitions filling a share of ~budget s (as ours, `bilevel_bench::time_budget`)."""
     t = time.perf_counter()
     state = fn(state)
     probe = time.perf_counter() - t

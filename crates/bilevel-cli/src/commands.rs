@@ -18,8 +18,8 @@ use std::time::Instant;
 /// hyper-cleaning penalty gradient under `out`; prints the roofline table and writes ours.json
 /// (rates, load average, cases).
 pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -> Result<u8> {
-    use bilevel::perf::{self, RepSize, RooflineRow};
     use bilevel::solvers::Update;
+    use bilevel_bench::{RepSize, RooflineRow};
     let sizes: Vec<RepSize> = sizes
         .iter()
         .map(|s| {
@@ -33,15 +33,15 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Rates at the start, for the record; every case measures them again just before its
     // timing (the host moves the two vCPUs between core complexes, see
-    // perf::core_round_trip_ns).
-    let rates = perf::measure();
+    // bilevel_bench::core_round_trip_ns).
+    let rates = bilevel_bench::measure();
     let mut cases = Vec::new();
     for &size in &sizes {
         for update in [Update::Jacobi, Update::GaussSeidel] {
-            let name = format!("{}-{}", size.label(), perf::update_label(update));
+            let name = format!("{}-{}", size.label(), bilevel_bench::update_label(update));
             let dir = out.join(&name);
             mkdir(&dir)?;
-            cases.push(perf::export_replearn_case(
+            cases.push(bilevel_bench::export_replearn_case(
                 size,
                 update,
                 0,
@@ -53,13 +53,13 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
     if cleaning {
         let dir = out.join("cleaning-fmnist");
         mkdir(&dir)?;
-        cases.push(perf::export_cleaning_case(0, &dir)?);
+        cases.push(bilevel_bench::export_cleaning_case(0, &dir)?);
     }
     let mut runs = Vec::new();
     for &size in &sizes {
         let dir = out.join(format!("{}-jacobi-run", size.label()));
         mkdir(&dir)?;
-        let r = perf::export_replearn_run(size, Update::Jacobi, 0, &dir)?;
+        let r = bilevel_bench::export_replearn_run(size, Update::Jacobi, 0, &dir)?;
         println!(
             "{}: {} iterations to a distance of {:e} from the penalty optimum in {:.3} s ({:.2}x its floor, {:.2}x the floor of our work; {:.3} s checking the distance every iteration; cores' round trip {:.0} ns)",
             r.name,
@@ -77,7 +77,7 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
         if std::path::Path::new(bilevel::data::FASHION_MNIST_DIR).is_dir() {
             let dir = out.join("cleaning-fmnist-run");
             mkdir(&dir)?;
-            let r = perf::export_cleaning_run(0, &dir)?;
+            let r = bilevel_bench::export_cleaning_run(0, &dir)?;
             println!(
                 "cleaning-fmnist-run: {} iterations in {:.2} s ({:.2}x its floor {:.2} s; cores' round trip {:.0} ns), test accuracy {:.4} (within 0.5 points of it after iteration {}, {:.2} s); {}",
                 r.iters,
@@ -110,7 +110,7 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
         })
         .collect();
     let threads = rayon::current_num_threads();
-    perf::print_roofline(threads, &rows);
+    bilevel_bench::print_roofline(threads, &rows);
     let json = serde_json::json!({
         "threads": threads,
         "loadavg_start": load.trim(),
@@ -462,14 +462,18 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         solver_name = solver.name();
         let (trace, status, error, point) = match res {
             Ok(o) => (o.trace, o.status, None, Some((o.u, o.v, o.iterations))),
-            Err(bilevel::Error::Diverged(d)) => {
+            Err(bilevel::RunError {
+                error: bilevel::Error::Diverged(d),
+                trace: Some(trace),
+                last_finite,
+            }) => {
                 let msg = d.to_string();
                 eprintln!("seed {seed}: {msg}");
                 let st = Status::Diverged(d.reason.clone());
-                (d.trace, st, Some(msg), None)
+                (*trace, st, Some(msg), last_finite.map(|p| *p))
             }
             Err(e) => {
-                let msg = format!("run with seed {seed} of {}: {e}", config.display());
+                let msg = format!("run with seed {seed} of {}: {}", config.display(), e.error);
                 eprintln!("error: {msg}");
                 failure = Some(msg);
                 break;

@@ -52,10 +52,10 @@ fn bench_exports_the_small_cases_and_the_run_to_tolerance() {
     // The run reached the tolerance, in as many iterations as the library's run to it takes.
     let tol = run["tol"].as_f64().unwrap();
     assert!(run["final_dist"].as_f64().unwrap() <= tol);
-    let (regime, sizes) = bilevel::perf::RepSize::Small.sizes();
+    let (regime, sizes) = bilevel_bench::RepSize::Small.sizes();
     let p = bilevel::problems::replearn::RepLearning::generate(regime, &sizes, 0).unwrap();
     let (iters, _, _) =
-        bilevel::perf::replearn_run_to_tol(&p, bilevel::Update::Jacobi, 0, tol).unwrap();
+        bilevel_bench::replearn_run_to_tol(&p, bilevel::Update::Jacobi, 0, tol).unwrap();
     assert_eq!(run["iters"].as_u64().unwrap() as usize, iters);
     assert!(
         iters > 100,

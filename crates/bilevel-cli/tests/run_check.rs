@@ -112,6 +112,14 @@ fn diverging_run_exits_nonzero_and_keeps_partial_trace() {
             .unwrap()
             .contains("diverged")
     );
+    // The last finite point is written, and marked partial.
+    let sol: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("solutions/seed0/solution.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sol["partial"], true, "{sol}");
+    let u = bilevel::npy::read_matrix(&out.join("solutions/seed0/u.npy")).unwrap();
+    assert!((0..u.nrows()).all(|i| u[(i, 0)].is_finite()));
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -1,7 +1,5 @@
 //! Typed errors. Every message names the problem and, where there is one, the fix.
 
-use crate::trace::Trace;
-
 /// Errors of the library. Bad input never panics: it ends up here.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,7 +28,7 @@ pub enum Error {
     /// A file could not be read or parsed.
     #[error("cannot read {path}: {reason}")]
     File { path: String, reason: String },
-    /// A run diverged. The partial trace is kept.
+    /// A run diverged. The run loop returns the partial trace beside it (`run::RunError`).
     #[error("{0}")]
     Diverged(Box<Divergence>),
     /// The operation needs something the problem does not provide.
@@ -52,8 +50,6 @@ pub struct Divergence {
     pub alpha: f64,
     /// Inner (lower-level) step size in force, if any.
     pub beta: Option<f64>,
-    /// The trace recorded up to the divergence.
-    pub trace: Trace,
 }
 
 impl std::fmt::Display for Divergence {

@@ -568,10 +568,10 @@ pub(crate) struct LsData {
 }
 
 impl LsData {
-    /// Whether the passes over `rows` samples of `m` features read R instead of X (the one
-    /// rule, also behind the cost model's `perf::Passes`).
+    /// Whether the passes over `rows` samples of `m` features read R instead of X (see
+    /// [`crate::linalg::ls_passes_read_r`], also behind the benchmarks' cost model).
     pub(crate) fn reads_r(rows: usize, m: usize) -> bool {
-        rows >= m && m > 0
+        crate::linalg::ls_passes_read_r(rows, m)
     }
 
     pub(crate) fn new(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Self {

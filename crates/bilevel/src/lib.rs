@@ -20,7 +20,6 @@ mod kernels;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;
-pub mod perf;
 pub mod problem;
 pub mod problems;
 pub mod run;
@@ -33,6 +32,6 @@ pub mod trace;
 
 pub use error::{Error, Result};
 pub use problem::{Level, PenaltyOptimum, PenaltyStep, Problem, Smoothness};
-pub use run::{RunOptions, RunOutput, run};
+pub use run::{RunError, RunOptions, RunOutput, run};
 pub use solvers::{GammaSchedule, InnerLoop, Pbgd, Solver, StepRule, Update};
 pub use trace::{Observer, Record, Status, Trace};

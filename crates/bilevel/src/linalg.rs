@@ -83,6 +83,14 @@ pub fn to_vec(m: MatRef<'_, f64>) -> Vec<f64> {
     (0..m.nrows()).map(|i| m[(i, 0)]).collect()
 }
 
+/// Whether the fused passes of a least-squares loss ½‖X Z − Y‖² over `rows` samples of `m`
+/// features read the R of a QR of X (m(m + 1)/2 entries) instead of X itself (`rows`·m
+/// entries): when there are at least as many samples as features. The one rule, used by the
+/// problems' least-squares data and by the benchmarks' cost model (bilevel-bench's `Passes`).
+pub fn ls_passes_read_r(rows: usize, m: usize) -> bool {
+    rows >= m && m > 0
+}
+
 /// Solves A X = B for symmetric positive-definite A by Cholesky.
 pub fn spd_solve(what: &str, a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Result<Mat<f64>> {
     let llt = a.llt(Side::Lower).map_err(|_| {

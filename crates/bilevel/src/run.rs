@@ -124,6 +124,49 @@ impl RunOutput {
     }
 }
 
+/// A run that failed: the error, and beside it the trace recorded up to a divergence. It
+/// displays as its error and converts into it (dropping the trace), so `?` passes it on as an
+/// [`Error`].
+#[derive(Debug)]
+pub struct RunError {
+    /// What went wrong ([`Error::Diverged`] when the run diverged).
+    pub error: Error,
+    /// The records up to the divergence, the last one where it was detected, with status
+    /// `Diverged`; `None` when the run failed otherwise (bad settings, a failing step).
+    pub trace: Option<Box<Trace>>,
+    /// On divergence, the last recorded point that passed the checks (finite, L_γ below the
+    /// divergence bound) and its iteration: what a caller can save of a diverged run.
+    pub last_finite: Option<Box<(Vec<f64>, Vec<f64>, usize)>>,
+}
+
+impl From<Error> for RunError {
+    fn from(error: Error) -> Self {
+        RunError {
+            error,
+            trace: None,
+            last_finite: None,
+        }
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Self {
+        e.error
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
 /// Evaluates records at iterates: f, g, g*, L_γ, gradient norms and gaps.
 pub struct Monitor {
     pen: Penalty,
@@ -254,8 +297,8 @@ const FINITE_EVERY: usize = 16;
 
 /// Runs `solver` on `problem` from (u0, v0).
 ///
-/// Returns the final point and trace, or [`Error::Diverged`] (carrying the partial trace) when
-/// the iterates become non-finite or L_γ grows past the divergence factor.
+/// Returns the final point and trace, or a [`RunError`]: [`Error::Diverged`] with the partial
+/// trace beside it when the iterates become non-finite or L_γ grows past the divergence factor.
 pub fn run(
     problem: &dyn Problem,
     solver: &mut dyn Solver,
@@ -263,7 +306,7 @@ pub fn run(
     v0: &[f64],
     opts: &RunOptions,
     observers: &mut [&mut dyn Observer],
-) -> Result<RunOutput> {
+) -> Result<RunOutput, RunError> {
     opts.validate()?;
     check_point(problem, u0, v0)?;
     let mut state = State {
@@ -309,17 +352,26 @@ pub fn run(
     let mut last_recorded = 0usize;
     let mut status = stop_check(opts, &first, None);
     trace.records.push(first);
+    // The last recorded point that passed the checks, kept for a diverged run's caller.
+    let mut last_finite = (state.u.clone(), state.v.clone(), state.iter);
 
-    let diverged = |state: &State, reason: String, solver: &dyn Solver, trace: &mut Trace| {
+    let diverged = |state: &State,
+                    reason: String,
+                    solver: &dyn Solver,
+                    mut trace: Trace,
+                    last_finite: (Vec<f64>, Vec<f64>, usize)| {
         let steps = solver.steps();
         trace.status = Some(Status::Diverged(reason.clone()));
-        Error::Diverged(Box::new(Divergence {
-            iter: state.iter,
-            reason,
-            alpha: steps.alpha,
-            beta: steps.beta,
-            trace: trace.clone(),
-        }))
+        RunError {
+            error: Error::Diverged(Box::new(Divergence {
+                iter: state.iter,
+                reason,
+                alpha: steps.alpha,
+                beta: steps.beta,
+            })),
+            trace: Some(Box::new(trace)),
+            last_finite: Some(Box::new(last_finite)),
+        }
     };
 
     while status.is_none() {
@@ -357,7 +409,8 @@ pub fn run(
                 &state,
                 "the iterate became non-finite (NaN or Inf)".into(),
                 solver,
-                &mut trace,
+                trace,
+                last_finite,
             ));
         }
         if recording {
@@ -370,8 +423,11 @@ pub fn run(
                     trace.records[0].l_gamma, rec.l_gamma
                 );
                 trace.records.push(rec);
-                return Err(diverged(&state, reason, solver, &mut trace));
+                return Err(diverged(&state, reason, solver, trace, last_finite));
             }
+            last_finite.0.copy_from_slice(&state.u);
+            last_finite.1.copy_from_slice(&state.v);
+            last_finite.2 = state.iter;
             status = stop_check(opts, &rec, Some(prev_l));
             prev_l = rec.l_gamma;
             push(&mut trace, rec, opts.keep_records);

@@ -67,8 +67,14 @@ pub fn many_starts(
                     iterations: out.iterations,
                     status: out.status,
                 },
-                Err(crate::Error::Diverged(d)) => {
-                    let last = d.trace.records.last().cloned().unwrap_or_else(nan_record);
+                Err(crate::run::RunError {
+                    error: crate::Error::Diverged(d),
+                    trace,
+                    ..
+                }) => {
+                    let last = trace
+                        .and_then(|t| t.records.last().cloned())
+                        .unwrap_or_else(nan_record);
                     StartResult {
                         start: (u0.clone(), v0.clone()),
                         end: (vec![f64::NAN; u0.len()], vec![f64::NAN; v0.len()]),

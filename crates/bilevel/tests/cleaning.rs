@@ -734,7 +734,9 @@ fn exact_v_block_minimizes_the_penalty_in_v() {
             beta: None,
         });
     let (u0, v0) = p.default_start();
-    let e = run(&p, &mut s, &u0, &v0, &RunOptions::default(), &mut []).unwrap_err();
+    let e = run(&p, &mut s, &u0, &v0, &RunOptions::default(), &mut [])
+        .unwrap_err()
+        .error;
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
     assert!(e.to_string().contains("v_block = gradient"), "{e}");
 }
@@ -898,7 +900,9 @@ fn mini_batch_settings_give_clear_errors() {
             Box::new(Bome::new(0.5, 3, 10.0).with_batch(b)),
         ];
         for mut s in solvers {
-            let e = run(&p, s.as_mut(), &u0, &v0, &o, &mut []).unwrap_err();
+            let e = run(&p, s.as_mut(), &u0, &v0, &o, &mut [])
+                .unwrap_err()
+                .error;
             let t = e.to_string();
             assert!(matches!(e, Error::InvalidSetting { .. }), "{t}");
             assert!(t.contains("batch_size") && t.contains("1..=60"), "{t}");
@@ -914,7 +918,8 @@ fn mini_batch_settings_give_clear_errors() {
         &o,
         &mut [],
     )
-    .unwrap_err();
+    .unwrap_err()
+    .error;
     assert!(e.to_string().contains("v_block = gradient"), "{e}");
     let ex = bilevel::problems::Example1;
     let e = run(
@@ -925,7 +930,8 @@ fn mini_batch_settings_give_clear_errors() {
         &o,
         &mut [],
     )
-    .unwrap_err();
+    .unwrap_err()
+    .error;
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
     assert!(
         e.to_string().contains("no mini-batch") && e.to_string().contains("remove batch_size"),

@@ -196,12 +196,16 @@ fn gauss_seidel_with_the_exact_v_block_reaches_the_penalty_optimum() {
     let mut no_step = Pbgd::gauss_seidel(10.0).with_exact_v(StepRule::Fixed(0.1));
     no_step.u_step = None;
     for (mut s, key) in [(jac, "v_block"), (no_step, "u_step")] {
-        let e = run(&q, &mut s, &[0.0; 3], &[0.0; 5], &opts(10), &mut []).unwrap_err();
+        let e = run(&q, &mut s, &[0.0; 3], &[0.0; 5], &opts(10), &mut [])
+            .unwrap_err()
+            .error;
         assert!(matches!(e, Error::InvalidSetting { .. }), "{e}");
         assert!(e.to_string().contains(key), "{e}");
     }
     let mut s = Pbgd::gauss_seidel(1.0).with_exact_v(StepRule::Fixed(0.1));
-    let e = run(&Example1, &mut s, &[1.0], &[1.0], &opts(10), &mut []).unwrap_err();
+    let e = run(&Example1, &mut s, &[1.0], &[1.0], &opts(10), &mut [])
+        .unwrap_err()
+        .error;
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
 }
 
@@ -321,13 +325,17 @@ fn bad_input_gets_typed_errors() {
     let q = Quadratic::generate(0, 3, 5).unwrap();
     let mut s = Pbgd::jacobi(10.0);
     // Dimension mismatch.
-    let e = run(&q, &mut s, &[0.0; 2], &[0.0; 5], &opts(10), &mut []).unwrap_err();
+    let e = run(&q, &mut s, &[0.0; 2], &[0.0; 5], &opts(10), &mut [])
+        .unwrap_err()
+        .error;
     assert!(matches!(e, Error::Dimension { .. }), "{e}");
     assert!(e.to_string().contains("expected 3, got 2"));
     // γ ≤ 0 and non-finite γ.
     for g in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let mut s = Pbgd::jacobi(g);
-        let e = run(&q, &mut s, &[0.0; 3], &[0.0; 5], &opts(10), &mut []).unwrap_err();
+        let e = run(&q, &mut s, &[0.0; 3], &[0.0; 5], &opts(10), &mut [])
+            .unwrap_err()
+            .error;
         assert!(matches!(e, Error::InvalidSetting { .. }), "{e}");
         assert!(e.to_string().contains("gamma"));
     }
@@ -340,7 +348,8 @@ fn bad_input_gets_typed_errors() {
         &opts(10),
         &mut [],
     )
-    .unwrap_err();
+    .unwrap_err()
+    .error;
     assert!(matches!(e, Error::NonFinite { index: 1, .. }), "{e}");
     // Non-finite data.
     let mut hf = faer::Mat::<f64>::identity(4, 4);
@@ -378,10 +387,12 @@ fn bad_input_gets_typed_errors() {
     // and keeps the partial trace.
     let mut s = Pbgd::jacobi(10.0).with_step(StepRule::Fixed(10.0));
     let e = run(&q, &mut s, &[1.0; 3], &[1.0; 5], &opts(10_000), &mut []).unwrap_err();
-    match &e {
+    match &e.error {
         Error::Diverged(d) => {
             assert!(d.iter < 10_000);
-            assert!(!d.trace.records.is_empty());
+            let trace = e.trace.as_ref().expect("the partial trace");
+            assert!(!trace.records.is_empty());
+            assert!(matches!(trace.status, Some(Status::Diverged(_))));
             assert_eq!(d.alpha, 10.0);
         }
         other => panic!("expected divergence, got {other}"),
@@ -427,7 +438,9 @@ fn bad_input_gets_typed_errors() {
         }
     }
     let mut s = Pbgd::jacobi(1.0).with_inner(InnerLoop::Exact);
-    let e = run(&NoExact, &mut s, &[0.5], &[0.5], &opts(10), &mut []).unwrap_err();
+    let e = run(&NoExact, &mut s, &[0.5], &[0.5], &opts(10), &mut [])
+        .unwrap_err()
+        .error;
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
 }
 

@@ -5,7 +5,6 @@
 //! must match the unfused paths (separate inner step, evaluation and vector updates).
 
 use bilevel::penalty::Penalty;
-use bilevel::perf::bench_solver;
 use bilevel::problems::Quadratic;
 use bilevel::problems::replearn::{Regime, RepLearning, RepSizes};
 use bilevel::seeds::{Stream, rng};
@@ -147,6 +146,16 @@ fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
     let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
     let n: f64 = b.iter().map(|y| y * y).sum();
     d.sqrt() / n.sqrt().max(1e-300)
+}
+
+/// The benchmarked iteration's solver (bilevel-bench's `bench_solver`): PBGD at γ = 10 with one
+/// warm gradient step of the value-function estimate per iteration.
+fn bench_solver(update: Update) -> Pbgd {
+    Pbgd::new(update, 10.0).with_inner(InnerLoop::Gd {
+        steps: 1,
+        warm: true,
+        beta: None,
+    })
 }
 
 fn solvers() -> Vec<Pbgd> {

@@ -83,7 +83,11 @@ fn run_job(p: &RepLearning, job: Job, s: &Fig3Settings) -> Out {
     let (trace, iterations, status, diverged) = match run(p, &mut solver, &u0, &v0, &opts, &mut [])
     {
         Ok(o) => (o.trace, o.iterations, format!("{:?}", o.status), false),
-        Err(Error::Diverged(d)) => (d.trace.clone(), d.iter, d.reason.clone(), true),
+        Err(crate::run::RunError {
+            error: Error::Diverged(d),
+            trace: Some(t),
+            ..
+        }) => (*t, d.iter, d.reason.clone(), true),
         Err(e) => (Trace::default(), 0, e.to_string(), true),
     };
     let l_star = p.penalty_optimum(job.gamma).map_or(f64::NAN, |o| o.value);

@@ -1,8 +1,8 @@
 //! Roofline report: times each kernel (the smallest of three medians) right after measuring the
 //! GEMM rate (faer) and the read bandwidth in this process, and prints achieved time / floor. Threads: `BILEVEL_THREADS`
-//! (default: all cores); `BILEVEL_SIZES=small,large,cleaning` picks the kernels. `cargo bench --bench roofline`.
+//! (default: all cores); `BILEVEL_SIZES=small,large,cleaning` picks the kernels. `cargo bench -p bilevel-bench --bench roofline`.
 
-use bilevel::perf::{RepSize, cleaning_rows, print_roofline, replearn_rows, set_threads_from_env};
+use bilevel_bench::{RepSize, cleaning_rows, print_roofline, replearn_rows, set_threads_from_env};
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.

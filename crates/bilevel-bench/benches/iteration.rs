@@ -2,19 +2,19 @@
 //! learning at the three sizes; one hyper-cleaning penalty-gradient evaluation and one
 //! iteration of the `cleaning` experiment's solver (Gauss–Seidel PBGD with the exact v block)
 //! at Fashion-MNIST size; and whole runs: representation learning to a relative distance of
-//! `perf::RUN_TOL` from the penalty optimum (checked after every iteration), and the
+//! `bilevel_bench::RUN_TOL` from the penalty optimum (checked after every iteration), and the
 //! experiment's 100-iteration Fashion-MNIST run. Threads: `BILEVEL_THREADS` (default: all
 //! cores). The roofline comparison (achieved time / floor) is the `roofline` bench; the
 //! side-by-side one with NumPy and JAX is `bench/peers/run.sh`.
 
 use bilevel::Problem;
 use bilevel::penalty::Penalty;
-use bilevel::perf::{
+use bilevel::problems::replearn::RepLearning;
+use bilevel::solvers::{Solver, Update};
+use bilevel_bench::{
     BENCH_GAMMA, CleaningCase, RUN_TOL, RepSize, cleaning_case, cleaning_run_data,
     cleaning_run_start, replearn_case, replearn_run_to_tol, set_threads_from_env,
 };
-use bilevel::problems::replearn::RepLearning;
-use bilevel::solvers::{Solver, Update};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 
