@@ -57,7 +57,8 @@ fn reduced_gradient_with_exact_responses_matches_central_differences() {
 #[test]
 fn alt_pbgd_with_exact_responses_is_gauss_seidel_pbgd_with_the_exact_v_block() {
     let q = Quadratic::generate(3, 4, 6).unwrap();
-    let problems: Vec<(Box<dyn Problem>, Vec<f64>, Vec<f64>)> = vec![
+    type Case = (Box<dyn Problem>, Vec<f64>, Vec<f64>);
+    let problems: Vec<Case> = vec![
         (Box::new(q), vec![0.3, -0.2, 1.1, 0.5], vec![0.1; 6]),
         (Box::new(Counterexample), vec![1.2], vec![-3.0]),
     ];
@@ -74,7 +75,11 @@ fn alt_pbgd_with_exact_responses_is_gauss_seidel_pbgd_with_the_exact_v_block() {
             let b = run(p.as_ref(), &mut gs, u0, v0, &opts(300), &mut []).unwrap();
             assert_eq!(a.u, b.u, "{} gamma {gamma}: u differs", p.name());
             assert_eq!(a.v, b.v, "{} gamma {gamma}: v differs", p.name());
-            assert!(a.trace.same_numbers(&b.trace), "{}: traces differ", p.name());
+            assert!(
+                a.trace.same_numbers(&b.trace),
+                "{}: traces differ",
+                p.name()
+            );
         }
     }
 }
@@ -169,9 +174,8 @@ fn counterexample_end_points() {
         for (name, mut s) in [
             (
                 "ALT-PBGD (gradient blocks)",
-                Box::new(
-                    AltPbgd::new(gamma).with_blocks(VBlock::Gradient, VBlock::Gradient),
-                ) as Box<dyn bilevel::Solver>,
+                Box::new(AltPbgd::new(gamma).with_blocks(VBlock::Gradient, VBlock::Gradient))
+                    as Box<dyn bilevel::Solver>,
             ),
             ("ALT-PBGD (exact)", Box::new(AltPbgd::new(gamma))),
             ("PBGD Jacobi", Box::new(Pbgd::jacobi(gamma))),
@@ -196,15 +200,28 @@ fn flatness_fit_recovers_known_constants() {
     for (c0, a0, d0) in [(3.0, 1.3, 0.05), (0.7, 1.5, 0.0), (12.0, 1.12, 0.4)] {
         let s: Vec<(f64, f64)> = r.iter().map(|&x| (x, c0 * x.powf(a0) + d0)).collect();
         let fit = fit_flatness(&s).unwrap();
-        assert!((fit.alpha - a0).abs() <= 1e-4, "alpha {} vs {a0}", fit.alpha);
+        assert!(
+            (fit.alpha - a0).abs() <= 1e-4,
+            "alpha {} vs {a0}",
+            fit.alpha
+        );
         assert!((fit.c - c0).abs() <= 1e-3 * c0, "c {} vs {c0}", fit.c);
-        assert!((fit.delta - d0).abs() <= 1e-3 * (1.0 + d0), "delta {} vs {d0}", fit.delta);
+        assert!(
+            (fit.delta - d0).abs() <= 1e-3 * (1.0 + d0),
+            "delta {} vs {d0}",
+            fit.delta
+        );
     }
     // Samples below the bound (an inequality, not an equation) keep a valid envelope.
     let s: Vec<(f64, f64)> = r
         .iter()
         .enumerate()
-        .map(|(i, &x)| (x, (2.0 * x.powf(1.4) + 0.1) * if i % 3 == 0 { 1.0 } else { 0.6 }))
+        .map(|(i, &x)| {
+            (
+                x,
+                (2.0 * x.powf(1.4) + 0.1) * if i % 3 == 0 { 1.0 } else { 0.6 },
+            )
+        })
         .collect();
     let fit = fit_flatness(&s).unwrap();
     for &(x, y) in &s {
@@ -232,4 +249,38 @@ fn new_solvers_run_on_problems_without_closed_forms() {
     // Exact blocks on a problem without them are refused with a typed error.
     let mut s = AltPbgd::new(10.0).with_blocks(VBlock::Exact, VBlock::Exact);
     assert!(run(&toy, &mut s, &[1.0], &[-1.0], &opts(10), &mut []).is_err());
+}
+
+fn run_experiment(quick: bool) -> bilevel::experiments::Report {
+    let e = bilevel::experiments::by_name("followups").expect("registered");
+    let ctx = bilevel::experiments::Context {
+        quick,
+        ..Default::default()
+    };
+    let r = e.run(&ctx).unwrap();
+    for c in &r.claims {
+        println!("{} | {} | {} | {}", c.pass, c.text, c.measured, c.threshold);
+    }
+    for t in &r.tables {
+        println!("{}\n{:?}", t.title, t.header);
+        for row in &t.rows {
+            println!("{row:?}");
+        }
+    }
+    println!("wall {:.2} s", r.wall_time_s);
+    r
+}
+
+#[test]
+fn followups_experiment_passes_in_quick_mode() {
+    let r = run_experiment(true);
+    assert!(r.passed(), "a claim failed");
+}
+
+/// The full experiment (about 20 s): `cargo test --release --test followups -- --ignored`.
+#[test]
+#[ignore]
+fn followups_experiment_passes() {
+    let r = run_experiment(false);
+    assert!(r.passed(), "a claim failed");
 }

@@ -240,7 +240,8 @@ impl FlatnessRow {
 /// γ-dependent columns. The trace has no columns for observers, so the table stays here.
 pub struct FlatnessObserver<'a> {
     problem: &'a dyn Problem,
-    /// Points per segment (end points included).
+    /// Points per segment (end points included); below 2, no samples and no fit (only the
+    /// gradient columns, for long runs).
     pub samples: usize,
     /// The table, one row per record.
     pub rows: Vec<FlatnessRow>,
@@ -290,7 +291,7 @@ impl<'a> FlatnessObserver<'a> {
     }
 
     fn segment(&mut self, u: &[f64], to: &[f64], f0: f64, out: &mut Vec<(f64, f64)>) {
-        let n = self.samples.max(2);
+        let n = self.samples;
         let d = dist(&self.w, to);
         for j in 0..n {
             let t = j as f64 / (n - 1) as f64;
@@ -328,17 +329,22 @@ impl Observer for FlatnessObserver<'_> {
             return;
         }
         row.dist_w = dist(v, &self.w);
+        let sampling = self.samples >= 2;
         let f0 = p.f(u, &self.w, None, None);
         let mut samples = Vec::with_capacity(2 * self.samples);
-        let v_owned = v.to_vec();
-        self.segment(u, &v_owned, f0, &mut samples);
+        if sampling {
+            let v_owned = v.to_vec();
+            self.segment(u, &v_owned, f0, &mut samples);
+        }
         let has_vg = gamma > 0.0
             && p.has_penalty_v_solution()
             && p.penalty_v_solution(u, gamma, &mut self.vg);
         if has_vg {
             row.dist_v_gamma = dist(v, &self.vg);
-            let vg = self.vg.clone();
-            self.segment(u, &vg, f0, &mut samples);
+            if sampling {
+                let vg = self.vg.clone();
+                self.segment(u, &vg, f0, &mut samples);
+            }
             self.pen.eval(p, u, &self.vg, &self.w, gamma, true, false);
             row.grad_reduced = norm(&self.pen.du);
             for ((q, a), b) in self.pu.iter_mut().zip(u).zip(&self.pen.du) {

@@ -114,7 +114,10 @@ impl Problem for Counterexample {
     fn penalty_optimum(&self, gamma: f64) -> Option<PenaltyOptimum> {
         (gamma > 0.0 && gamma.is_finite()).then(|| PenaltyOptimum {
             value: Self::hyper_objective(Self::SOLUTION) - 25.0 / gamma,
-            point: Some((vec![Self::SOLUTION], vec![Self::SOLUTION - 1.0 - 5.0 / gamma])),
+            point: Some((
+                vec![Self::SOLUTION],
+                vec![Self::SOLUTION - 1.0 - 5.0 / gamma],
+            )),
         })
     }
     fn hvp(

@@ -41,7 +41,7 @@ impl Default for InnerRule {
 impl InnerRule {
     fn validate(&self) -> Result<()> {
         match *self {
-            InnerRule::Fixed { steps } if steps == 0 => Err(Error::setting(
+            InnerRule::Fixed { steps: 0 } => Err(Error::setting(
                 "inner steps",
                 0,
                 "at least 1 inner step per iteration",
@@ -406,7 +406,9 @@ impl Solver for AltPbgd {
             }
         };
         if matches!(self.inner, InnerRule::Accuracy { .. }) {
-            pen.eval(problem, &state.u, &state.v, &self.w, self.gamma, true, false);
+            pen.eval(
+                problem, &state.u, &state.v, &self.w, self.gamma, true, false,
+            );
             self.last_du = norm(&pen.du);
         }
         self.pen = Some(pen);
@@ -445,7 +447,14 @@ impl Solver for AltPbgd {
                 alpha_u: Some(self.eta),
                 ..PenaltyStep::default()
             };
-            pen.step(problem, &mut state.u, &mut state.v, &mut w, self.gamma, step);
+            pen.step(
+                problem,
+                &mut state.u,
+                &mut state.v,
+                &mut w,
+                self.gamma,
+                step,
+            );
         }
         problem.project_u(&mut state.u);
         self.pen = Some(pen);
