@@ -5,12 +5,14 @@
 mod cleaning;
 pub use cleaning::{FM_C, FM_GAMMA, FM_ITERS, FM_LAMBDA};
 mod example1;
+mod followups;
 mod replearn;
 mod study;
 mod study_apps;
 
 pub use cleaning::{CleaningStudy, Fig4};
 pub use example1::{Fig1, Fig2};
+pub use followups::Followups;
 pub use replearn::{Fig3, Fig3Settings};
 pub use study::{StudyExample1, StudyToy};
 pub use study_apps::{StudyCleaning, StudyReplearn};
@@ -273,6 +275,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(StudyReplearn),
         Box::new(StudyCleaning),
         Box::new(CleaningStudy),
+        Box::new(Followups),
     ]
 }
 

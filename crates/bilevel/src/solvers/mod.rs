@@ -2,19 +2,23 @@
 //! [`Problem`]; the shared run loop ([`crate::run`]) owns everything else (limits, stopping,
 //! divergence, records, observers).
 
+mod alt_pbgd;
 mod batch;
 mod bome;
 mod f2sa;
 mod hypergrad;
 mod pbgd;
+mod pbgd_free;
 mod rules;
 mod value;
 
+pub use alt_pbgd::{AltPbgd, InnerRule, ReducedStep};
 pub use batch::Batches;
 pub use bome::Bome;
 pub use f2sa::F2sa;
 pub use hypergrad::{Aid, Itd, LinearSolve};
 pub use pbgd::{Pbgd, Update, VBlock};
+pub use pbgd_free::PbgdFree;
 pub use rules::{GammaSchedule, StepRule, estimate_smoothness, resolve_smoothness};
 pub use value::{InnerLoop, ValueFunction};
 

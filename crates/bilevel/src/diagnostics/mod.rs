@@ -1,5 +1,8 @@
 //! Diagnostics: finite-difference gradient checks and empirical PL ratios.
 
+mod flatness;
+pub use flatness::{FlatnessFit, FlatnessObserver, FlatnessRow, fit_flatness};
+
 use crate::problem::{Level, Problem, eval_level};
 use crate::trace::Trace;
 use rand::SeedableRng;
