@@ -115,7 +115,7 @@ impl std::str::FromStr for MemoryLimit {
             _ => return Err(bad()),
         };
         let b = x * mult;
-        if !(b.is_finite() && b >= 1.0 && b < 1.8e19) {
+        if !(1.0..1.8e19).contains(&b) {
             return Err(bad());
         }
         Ok(MemoryLimit { bytes: b as u64 })

@@ -128,7 +128,7 @@ proptest! {
         let raw = read_idx_from_bytes(&b, "r.idx", &limit()).unwrap();
         let gz = read_idx_from_bytes(&gzip(&b), "r.idx.gz", &limit()).unwrap();
         prop_assert_eq!(&raw, &gz);
-        prop_assert_eq!(raw.dims, dims.iter().map(|&d| d as usize).collect::<Vec<_>>());
+        prop_assert_eq!(&raw.dims, &dims.iter().map(|&d| d as usize).collect::<Vec<_>>());
         let vals = raw.to_f64();
         prop_assert_eq!(vals.len(), n as usize);
         prop_assert!(vals.iter().zip(&b[b.len() - n as usize..]).all(|(v, &x)| *v == f64::from(x)));

@@ -30,7 +30,7 @@ fn type_size(code: u8) -> Option<usize> {
 impl IdxArray {
     /// Number of values.
     pub fn len(&self) -> usize {
-        self.dims.iter().product()
+        self.dims.iter().fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
     /// True when the array holds no values.
@@ -41,12 +41,13 @@ impl IdxArray {
     /// Number of items (the first size) and the number of values per item.
     pub fn items(&self) -> (usize, usize) {
         match self.dims.split_first() {
-            Some((n, rest)) => (*n, rest.iter().product()),
+            // The reader checked every partial product, but `dims` is public: never overflow.
+            Some((n, rest)) => (*n, rest.iter().fold(1usize, |a, &d| a.saturating_mul(d))),
             None => (0, 0),
         }
     }
 
-    /// Value `k` (row-major) as f64.
+    /// Value `k` (row-major) as f64. Panics when `k >= self.len()`, like slice indexing.
     pub fn get(&self, k: usize) -> f64 {
         let b = &self.payload;
         match self.type_code {
@@ -154,6 +155,10 @@ fn parse_stream(
         .collect();
     let what = format!("the IDX array in {name}");
     let driver = format!("the sizes {dims64:?} in the header of {name}");
+    // With a zero among the sizes the product is 0 whatever the others are, but the values per
+    // item (the product of the sizes after the first) must still fit: check it with zeros as 1.
+    let nonzero: Vec<u64> = dims64.iter().map(|&d| d.max(1)).collect();
+    checked_product(&what, &nonzero, &driver)?;
     let count = checked_product(&what, &dims64, &driver)?;
     let count = checked_product(&what, &[count, size as u64], &driver)?;
     let dims: Vec<usize> = dims64.iter().map(|&d| d as usize).collect();

@@ -372,8 +372,11 @@ fn check_class_index(name: &str, at: &str, y: f64) -> Result<usize> {
     Ok(y as usize)
 }
 
+/// Class indices per label file, and the class names when the labels are names.
+type Resolved = (Vec<Vec<usize>>, Option<Vec<String>>);
+
 /// Class indices for every source, and the class names when the labels are names.
-fn resolve_labels(srcs: &[LabelSource]) -> Result<(Vec<Vec<usize>>, Option<Vec<String>>)> {
+fn resolve_labels(srcs: &[LabelSource]) -> Result<Resolved> {
     let names_mode = srcs.iter().any(|s| {
         matches!(s.file, LabelFile::Csv(_))
             && s.csv_rows().iter().any(|(t, _)| t.parse::<f64>().is_err())
