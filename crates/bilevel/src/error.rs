@@ -37,6 +37,27 @@ pub enum Error {
     /// Writing an output failed.
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
+    /// An input would need more memory than the limit allows (see [`crate::limits`]).
+    #[error(
+        "{what} would need about {} but the memory limit is {} (driven by {driver}); use a smaller input, or raise the limit with `--max-memory` or the `max_memory` config key",
+        crate::limits::human_bytes(*bytes),
+        crate::limits::human_bytes(*limit)
+    )]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        driver: String,
+    },
+    /// A size computed from an input does not fit in 64 bits (a corrupt or hostile header).
+    #[error(
+        "the size of {what} overflows: {sizes} (driven by {driver}); the input is corrupt or far too large"
+    )]
+    SizeOverflow {
+        what: String,
+        sizes: String,
+        driver: String,
+    },
 }
 
 /// What is known about a diverged run.

@@ -17,6 +17,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod experiments;
 mod kernels;
+pub mod limits;
 pub mod linalg;
 pub mod npy;
 pub mod penalty;

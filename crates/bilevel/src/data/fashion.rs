@@ -4,6 +4,7 @@
 //! scaled to [0, 1].
 
 use crate::error::{Error, Result};
+use crate::limits::MemoryLimit;
 use crate::problems::cleaning::{CleaningData, Split, corrupt_labels};
 use crate::seeds::{Stream, rng};
 use faer::Mat;
@@ -112,10 +113,12 @@ pub fn load_fashion_mnist(cfg: &FashionMnistConfig) -> Result<CleaningData> {
     let (ti, tl, tpath) = load_pair(&cfg.dir, "train")?;
     let (si, sl, _) = load_pair(&cfg.dir, "t10k")?;
     let total = ti.dims[0];
-    if cfg.n_trn + cfg.n_val > total || cfg.n_trn == 0 || cfg.n_val == 0 {
+    // Saturating: sizes from a config may be anything, and a wrapped sum would pass the check.
+    let wanted = cfg.n_trn.saturating_add(cfg.n_val);
+    if wanted > total || cfg.n_trn == 0 || cfg.n_val == 0 {
         return Err(Error::setting(
             "n_trn + n_val",
-            cfg.n_trn + cfg.n_val,
+            wanted,
             format!(
                 "need 1 <= n_trn, n_val and n_trn + n_val <= {total} (the training images in {})",
                 tpath.display()
@@ -129,6 +132,14 @@ pub fn load_fashion_mnist(cfg: &FashionMnistConfig) -> Result<CleaningData> {
             format!("at most {} test images", si.dims[0]),
         ));
     }
+    // The features become f64: 8 bytes per pixel of every chosen image.
+    let (_, d) = ti.items();
+    MemoryLimit::global().check_values(
+        "the Fashion-MNIST features",
+        (wanted as u64).saturating_add(cfg.n_test as u64),
+        8 * d as u64,
+        "the keys n_trn, n_val and n_test",
+    )?;
     let mut r = rng(cfg.seed, Stream::Data);
     let mut idx: Vec<usize> = (0..total).collect();
     for i in 0..cfg.n_trn + cfg.n_val {
