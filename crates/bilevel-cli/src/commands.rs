@@ -386,8 +386,8 @@ fn write_solution(
     views.extend(problem.solution_views(u, v));
     let mut files = serde_json::Map::new();
     for view in &views {
-        let p = dir.join(format!("{}.npy", safe_stem(&view.name)));
-        od.write_with(&p, |t| Ok(view.save_npy(t)?))
+        let p = dir.join(format!("{}.{}", safe_stem(&view.name), view.extension()));
+        od.write_with(&p, |t| Ok(view.save(t)?))
             .with_context(|| format!("writing {}", p.display()))?;
         files.insert(
             rel(&p, od.root()),

@@ -149,3 +149,100 @@ fn replearn_writes_both_layers() {
 fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
 }
+
+/// Writes a 1-D .npy of `T` (any npyz-serializable element type).
+fn npy_1d<T: npyz::Serialize + npyz::AutoSerialize + Copy>(p: &Path, v: &[T]) {
+    use npyz::WriterBuilder;
+    let f = std::fs::File::create(p).unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[v.len() as u64])
+        .writer(std::io::BufWriter::new(f))
+        .begin_nd()
+        .unwrap();
+    w.extend(v.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+/// Gaussian clusters written as the files of `data = "files"`; labels in the format `fmt`.
+fn cluster_files(dir: &Path, classes: usize, fmt: &str) -> String {
+    use bilevel::problems::cleaning::{CleaningData, ClusterConfig};
+    let d = CleaningData::gaussian_clusters(&ClusterConfig {
+        n_trn: 120,
+        n_val: 60,
+        n_test: 100,
+        m: 5,
+        classes,
+        p: 0.3,
+        separation: 5.0,
+        seed: 11,
+    })
+    .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let names = ["cat", "dog", "eel"];
+    let mut keys = String::new();
+    for (split, s) in [("train", &d.train), ("val", &d.val), ("test", &d.test)] {
+        bilevel::npy::write_matrix(&dir.join(format!("{split}_x.npy")), &s.x).unwrap();
+        let y = match fmt {
+            "i64" => {
+                let v: Vec<i64> = s.labels.iter().map(|&l| l as i64).collect();
+                npy_1d(&dir.join(format!("{split}_y.npy")), &v);
+                format!("{split}_y.npy")
+            }
+            "u8" => {
+                let v: Vec<u8> = s.labels.iter().map(|&l| l as u8).collect();
+                npy_1d(&dir.join(format!("{split}_y.npy")), &v);
+                format!("{split}_y.npy")
+            }
+            "bool" => {
+                let v: Vec<bool> = s.labels.iter().map(|&l| l == 1).collect();
+                npy_1d(&dir.join(format!("{split}_y.npy")), &v);
+                format!("{split}_y.npy")
+            }
+            _ => {
+                let mut t = String::from("label\n");
+                for &l in &s.labels {
+                    t.push_str(names[l]);
+                    t.push('\n');
+                }
+                std::fs::write(dir.join(format!("{split}_y.csv")), t).unwrap();
+                format!("{split}_y.csv")
+            }
+        };
+        keys.push_str(&format!(
+            "{split}_x = \"{split}_x.npy\"\n{split}_y = \"{y}\"\n"
+        ));
+    }
+    format!(
+        "seeds = [0]\n[problem]\nkind = \"cleaning\"\ndata = \"files\"\nlambda = 1.0\n[problem.files]\n{keys}[solver]\nkind = \"pbgd\"\nupdate = \"gauss-seidel\"\ngamma = 10\ninner = \"exact\"\n[run]\nmax_iter = 30\n"
+    )
+}
+
+#[test]
+fn integer_bool_and_string_labels_run_and_names_are_written() {
+    let tmp = temp_dir("solutions-labels");
+    for (fmt, classes) in [("i64", 3), ("u8", 3), ("bool", 2), ("names", 3)] {
+        let data = tmp.join(fmt);
+        let cfg_text = cluster_files(&data, classes, fmt);
+        let cfg = data.join("c.toml");
+        write(&cfg, &cfg_text);
+        let out = data.join("out");
+        let o = bilevel(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "{fmt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let model = bilevel::npy::read_matrix(&out.join("solutions/seed0/model.npy")).unwrap();
+        assert_eq!((model.nrows(), model.ncols()), (5, classes), "{fmt}");
+        let names = out.join("solutions/seed0/classes.json");
+        if fmt == "names" {
+            let v: Vec<String> =
+                serde_json::from_str(&std::fs::read_to_string(&names).unwrap()).unwrap();
+            assert_eq!(v, ["cat", "dog", "eel"]);
+        } else {
+            assert!(!names.exists(), "{fmt}: no names for numeric labels");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -13,6 +13,8 @@ pub enum ViewData {
     F64(Vec<f64>),
     /// Booleans (a mask), row-major.
     Bool(Vec<bool>),
+    /// Names (class names in code order), written as a JSON array.
+    Names(Vec<String>),
 }
 
 /// One named array of a solution, row-major with its shape.
@@ -67,9 +69,33 @@ impl View {
         }
     }
 
-    /// Writes the array as a C-order `.npy` file (float64 or bool).
-    pub fn save_npy(&self, path: &Path) -> Result<()> {
-        save_npy(path, &self.shape, &self.data)
+    /// A list of names: entry i names code i.
+    pub fn names(name: &str, doc: &str, v: Vec<String>) -> View {
+        View {
+            name: name.into(),
+            shape: vec![v.len()],
+            data: ViewData::Names(v),
+            doc: doc.into(),
+        }
+    }
+
+    /// The file extension the view is written with: `npy` for arrays, `json` for names.
+    pub fn extension(&self) -> &'static str {
+        match self.data {
+            ViewData::Names(_) => "json",
+            _ => "npy",
+        }
+    }
+
+    /// Writes the view: arrays as C-order `.npy` files (float64 or bool), names as a JSON array.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        match &self.data {
+            ViewData::Names(v) => {
+                let text = serde_json::to_string_pretty(v).map_err(|e| file_err(path, e))?;
+                std::fs::write(path, text).map_err(|e| file_err(path, e))
+            }
+            _ => save_npy(path, &self.shape, &self.data),
+        }
     }
 }
 
@@ -96,6 +122,10 @@ pub fn save_npy(path: &Path, shape: &[usize], data: &ViewData) -> Result<()> {
             w.extend(v.iter().copied()).map_err(|e| file_err(path, e))?;
             w.finish().map_err(|e| file_err(path, e))
         }
+        ViewData::Names(_) => Err(file_err(
+            path,
+            "names are written as JSON (View::save), not as .npy",
+        )),
         ViewData::Bool(v) => {
             let mut w = npyz::WriteOptions::new()
                 .default_dtype()

@@ -3,7 +3,7 @@
 use super::section;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bilevel::Problem;
-use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data};
+use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data_with};
 use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
 };
@@ -177,16 +177,22 @@ impl CleaningConfig {
                     );
                 };
                 let j = |p: &PathBuf| base_dir.join(p);
-                load_user_data(&UserDataPaths {
-                    train_x: j(&f.train_x),
-                    train_y: j(&f.train_y),
-                    val_x: j(&f.val_x),
-                    val_y: j(&f.val_y),
-                    test_x: f.test_x.as_ref().map(j),
-                    test_y: f.test_y.as_ref().map(j),
-                    corrupted: f.corrupted.as_ref().map(j),
-                    classes: f.classes,
-                })?
+                let user = load_user_data_with(
+                    &UserDataPaths {
+                        train_x: j(&f.train_x),
+                        train_y: j(&f.train_y),
+                        val_x: j(&f.val_x),
+                        val_y: j(&f.val_y),
+                        test_x: f.test_x.as_ref().map(j),
+                        test_y: f.test_y.as_ref().map(j),
+                        corrupted: f.corrupted.as_ref().map(j),
+                        classes: f.classes,
+                    },
+                    &bilevel::limits::MemoryLimit::global(),
+                )?;
+                let mut data = user.data;
+                data.class_names = user.classes;
+                data
             }
         };
         let d = CleaningSettings::default();

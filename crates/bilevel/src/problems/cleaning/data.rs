@@ -59,6 +59,9 @@ pub struct CleaningData {
     pub corrupted: Vec<bool>,
     /// Where the data came from, for reports.
     pub description: String,
+    /// Class names in class-index order, when the user's label files held names rather than
+    /// integers (written beside the solution so codes can be read back as names).
+    pub class_names: Option<Vec<String>>,
 }
 
 fn check_split(what: &str, s: &Split, m: usize, classes: usize) -> Result<()> {
@@ -149,6 +152,7 @@ impl CleaningData {
             classes,
             corrupted,
             description: description.into(),
+            class_names: None,
         })
     }
 

@@ -413,7 +413,7 @@ impl Problem for Cleaning {
         let (m, n) = self.shape();
         let psi = self.weights(u);
         let flagged = psi.iter().map(|&w| w < 0.5).collect();
-        vec![
+        let mut views = vec![
             View::vector(
                 "sample_weights",
                 "ψ_i = sigmoid(u_scale · u_i), one per training sample in input order",
@@ -431,7 +431,15 @@ impl Problem for Cleaning {
                 n,
                 v,
             ),
-        ]
+        ];
+        if let Some(names) = &self.data.class_names {
+            views.push(View::names(
+                "classes",
+                "class names in code order: column k of the model scores class classes[k]",
+                names.clone(),
+            ));
+        }
+        views
     }
 
     fn metric_names(&self) -> Vec<String> {
