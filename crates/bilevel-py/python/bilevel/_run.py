@@ -7,7 +7,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._checks import as_vector
 from .problems import Problem
 from .solvers import Solver, solver_table
 
@@ -132,10 +131,10 @@ def _config(
         raise ValueError("give either `start` or `box`, not both")
     if start is not None:
         u0, v0 = start
-        du, dv = dims if dims is not None else (None, None)
+        # Sizes and finiteness are checked by the config code (the CLI's messages).
         cfg["start"] = {
-            "u0": as_vector("start u0", u0, du).tolist(),
-            "v0": as_vector("start v0", v0, dv).tolist(),
+            "u0": np.asarray(u0, dtype=np.float64).reshape(-1).tolist(),
+            "v0": np.asarray(v0, dtype=np.float64).reshape(-1).tolist(),
         }
     elif box is not None:
         lo, hi = box

@@ -200,7 +200,8 @@ class HyperCleaner:
 
     def predict(self, X: Any) -> np.ndarray:
         """The class of highest score for each row of X."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        scores = self.decision_function(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy of :meth:`predict` on (X, y)."""
