@@ -184,7 +184,8 @@ fn parse_config(py: Python<'_>, doc: &Bound<'_, PyDict>) -> PyResult<Config> {
     let text = toml::to_string(&table)
         .map_err(|e| PyValueError::new_err(format!("cannot write the settings as TOML: {e}")))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| Path::new(".").to_path_buf());
-    py.detach(|| Config::parse(&text, &cwd)).map_err(value_error)
+    py.detach(|| Config::parse(&text, &cwd))
+        .map_err(value_error)
 }
 
 fn matrix(name: &str, a: &PyReadonlyArray2<'_, f64>) -> PyResult<faer::Mat<f64>> {
@@ -290,8 +291,12 @@ fn build(
             let (pc, base) = (pc.clone(), base.to_path_buf());
             py.detach(move || -> anyhow::Result<Built> {
                 Ok(match &pc {
-                    ProblemConfig::Cleaning(c) => Built::Cleaning(Arc::new(build_cleaning(c, &base)?)),
-                    ProblemConfig::Replearn(c) => Built::Replearn(Arc::new(build_replearn(c, &base)?)),
+                    ProblemConfig::Cleaning(c) => {
+                        Built::Cleaning(Arc::new(build_cleaning(c, &base)?))
+                    }
+                    ProblemConfig::Replearn(c) => {
+                        Built::Replearn(Arc::new(build_replearn(c, &base)?))
+                    }
                     _ => Built::Other(Arc::from(pc.build(&base)?)),
                 })
             })
@@ -463,7 +468,11 @@ fn run<'py>(
                 st,
             )
         }
-        Err(e) => return Err(PyRuntimeError::new_err(format!("run with seed {seed}: {e}"))),
+        Err(e) => {
+            return Err(PyRuntimeError::new_err(format!(
+                "run with seed {seed}: {e}"
+            )));
+        }
     };
     let (st, detail) = status_parts(&status);
     let mut csv = Vec::new();
