@@ -123,7 +123,7 @@ impl BuiltProblem {
         py: Python<'py>,
         u: PyReadonlyArray1<'py, f64>,
         v: PyReadonlyArray1<'py, f64>,
-    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<Eval<'py>> {
         self.eval(py, u, v, true)
     }
     /// g(u, v) with its gradients (value, grad_u, grad_v).
@@ -132,12 +132,15 @@ impl BuiltProblem {
         py: Python<'py>,
         u: PyReadonlyArray1<'py, f64>,
         v: PyReadonlyArray1<'py, f64>,
-    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<Eval<'py>> {
         self.eval(py, u, v, false)
     }
 }
 
+/// (value, grad_u, grad_v).
 type Eval<'py> = (f64, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+/// (u, v).
+type Point<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
 
 impl BuiltProblem {
     fn eval<'py>(
@@ -504,7 +507,7 @@ fn uniform_starts<'py>(
     n: usize,
     lo: f64,
     hi: f64,
-) -> PyResult<Vec<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)>> {
+) -> PyResult<Vec<Point<'py>>> {
     if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
         return Err(PyValueError::new_err(format!(
             "box = [{lo}, {hi}]: need finite lo <= hi"
