@@ -24,6 +24,10 @@ mod solver;
 
 pub use groups::{InnerKind, InnerLoopKeys, RampKeys, SmoothnessConfig, StepKeys};
 pub use problem::{
+    CleaningArrays, build_cleaning, build_replearn, cleaning_from_arrays, cleaning_problem,
+    replearn_from_data,
+};
+pub use problem::{
     CleaningConfig, CleaningSource, Example1Config, PROBLEM_KINDS, ProblemConfig, QuadraticConfig,
     ReplearnConfig, Toy1dConfig,
 };

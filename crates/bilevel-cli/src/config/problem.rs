@@ -195,24 +195,7 @@ impl CleaningConfig {
                 data
             }
         };
-        let d = CleaningSettings::default();
-        let lambda = self
-            .lambda
-            .unwrap_or(if self.data == CleaningSource::Paper {
-                0.0
-            } else {
-                1.0
-            });
-        Ok(Cleaning::new(
-            data,
-            CleaningSettings {
-                loss: self.loss.unwrap_or(d.loss),
-                lambda,
-                bound: self.bound.unwrap_or(d.bound),
-                u_scale: self.u_scale.unwrap_or(d.u_scale),
-                exact_solve: self.exact_solve.unwrap_or(d.exact_solve),
-            },
-        )?)
+        cleaning_problem(self, data)
     }
 }
 
@@ -220,28 +203,9 @@ impl ReplearnConfig {
     fn build(&self, base_dir: &Path) -> Result<RepLearning> {
         let scaling = self.scaling.unwrap_or_default();
         if let Some(dir) = &self.data_dir {
-            let Some(h) = self.h else {
-                bail!(
-                    "[problem] `data_dir` needs `h` (the hidden width, at least the number of features m)"
-                );
-            };
-            for (k, given) in [
-                ("regime", self.regime.is_some()),
-                ("seed", self.seed.is_some()),
-                ("n_trn", self.n_trn.is_some()),
-                ("n_val", self.n_val.is_some()),
-                ("m", self.m.is_some()),
-                ("n", self.n.is_some()),
-                ("noise", self.noise.is_some()),
-                ("cond", self.cond.is_some()),
-            ] {
-                if given {
-                    bail!(
-                        "[problem] `{k}` is for generated instances, not with `data_dir`; remove it"
-                    );
-                }
-            }
-            return Ok(RepLearning::from_dir(&base_dir.join(dir), h, scaling)?);
+            return replearn_from_data(self, |h, scaling| {
+                Ok(RepLearning::from_dir(&base_dir.join(dir), h, scaling)?)
+            });
         }
         let regime = self.regime.unwrap_or(Regime::CertifiedGlobal);
         let d = RepSizes::default_for(regime);
@@ -504,4 +468,103 @@ impl ProblemConfig {
             Self::Cleaning(_) => "cleaning",
         }
     }
+}
+
+// In-memory data (used by the Python package): the same settings, defaults and checks as the
+// file-based `build`, with the data given as arrays instead of read from files.
+
+/// Builds the cleaning problem of `cfg` on `data`: the settings part of [`ProblemConfig::build`]
+/// (λ defaults to 0 in the paper's regime, else 1; the rest from [`CleaningSettings::default`]).
+pub fn cleaning_problem(cfg: &CleaningConfig, data: CleaningData) -> Result<Cleaning> {
+    let d = CleaningSettings::default();
+    let lambda = cfg.lambda.unwrap_or(if cfg.data == CleaningSource::Paper {
+        0.0
+    } else {
+        1.0
+    });
+    Ok(Cleaning::new(
+        data,
+        CleaningSettings {
+            loss: cfg.loss.unwrap_or(d.loss),
+            lambda,
+            bound: cfg.bound.unwrap_or(d.bound),
+            u_scale: cfg.u_scale.unwrap_or(d.u_scale),
+            exact_solve: cfg.exact_solve.unwrap_or(d.exact_solve),
+        },
+    )?)
+}
+
+/// Training, validation and optional test splits of a cleaning problem given in memory (the
+/// arrays `[problem.files]` would name).
+#[derive(Debug, Clone)]
+pub struct CleaningArrays {
+    /// Training features and observed labels.
+    pub train: bilevel::problems::cleaning::Split,
+    /// Validation features and clean labels.
+    pub val: bilevel::problems::cleaning::Split,
+    /// Test split, if any.
+    pub test: Option<bilevel::problems::cleaning::Split>,
+    /// Known corruption mask of the training labels.
+    pub corrupted: Option<Vec<bool>>,
+    /// Number of classes (default: largest label + 1, as for files).
+    pub classes: Option<usize>,
+}
+
+/// Builds `kind = "cleaning"` with `data = "files"` on in-memory arrays instead of the files.
+pub fn cleaning_from_arrays(cfg: &CleaningConfig, a: CleaningArrays) -> Result<Cleaning> {
+    let m = a.train.x.ncols();
+    let test = a
+        .test
+        .unwrap_or_else(|| bilevel::problems::cleaning::Split::empty(m));
+    let classes = a.classes.unwrap_or_else(|| {
+        a.train
+            .labels
+            .iter()
+            .chain(&a.val.labels)
+            .chain(&test.labels)
+            .max()
+            .map_or(0, |l| l + 1)
+    });
+    let data = CleaningData::new(a.train, a.val, test, classes, a.corrupted, "arrays")?;
+    cleaning_problem(cfg, data).context("[problem] kind = \"cleaning\"")
+}
+
+/// Builds representation learning from given data (`data_dir` in a file, arrays in memory):
+/// needs `h`, rejects the keys of generated instances, then calls `load(h, scaling)`.
+pub fn replearn_from_data(
+    cfg: &ReplearnConfig,
+    load: impl FnOnce(usize, Scaling) -> Result<RepLearning>,
+) -> Result<RepLearning> {
+    let scaling = cfg.scaling.unwrap_or_default();
+    let Some(h) = cfg.h else {
+        bail!(
+            "[problem] `data_dir` needs `h` (the hidden width, at least the number of features m)"
+        );
+    };
+    for (k, given) in [
+        ("regime", cfg.regime.is_some()),
+        ("seed", cfg.seed.is_some()),
+        ("n_trn", cfg.n_trn.is_some()),
+        ("n_val", cfg.n_val.is_some()),
+        ("m", cfg.m.is_some()),
+        ("n", cfg.n.is_some()),
+        ("noise", cfg.noise.is_some()),
+        ("cond", cfg.cond.is_some()),
+    ] {
+        if given {
+            bail!("[problem] `{k}` is for generated instances, not with `data_dir`; remove it");
+        }
+    }
+    load(h, scaling)
+}
+
+/// The cleaning problem of a `[problem]` table as its concrete type (what
+/// [`ProblemConfig::build`] boxes), for callers that read its data and weights.
+pub fn build_cleaning(cfg: &CleaningConfig, base_dir: &Path) -> Result<Cleaning> {
+    cfg.build(base_dir).context("[problem] kind = \"cleaning\"")
+}
+
+/// The representation-learning problem of a `[problem]` table as its concrete type.
+pub fn build_replearn(cfg: &ReplearnConfig, base_dir: &Path) -> Result<RepLearning> {
+    cfg.build(base_dir).context("[problem] kind = \"replearn\"")
 }
