@@ -124,6 +124,9 @@ impl RunOutput {
     }
 }
 
+/// A point (u, v) and the iteration it was recorded at.
+pub type FinitePoint = (Vec<f64>, Vec<f64>, usize);
+
 /// A run that failed: the error, and beside it the trace recorded up to a divergence. It
 /// displays as its error and converts into it (dropping the trace), so `?` passes it on as an
 /// [`Error`].
@@ -136,7 +139,7 @@ pub struct RunError {
     pub trace: Option<Box<Trace>>,
     /// On divergence, the last recorded point that passed the checks (finite, L_γ below the
     /// divergence bound) and its iteration: what a caller can save of a diverged run.
-    pub last_finite: Option<Box<(Vec<f64>, Vec<f64>, usize)>>,
+    pub last_finite: Option<Box<FinitePoint>>,
 }
 
 impl From<Error> for RunError {
