@@ -229,4 +229,23 @@ def test_start_point_and_pandas():
 def test_divergence_is_a_status():
     res = bilevel.run(P.Quadratic(3, 4), S.Pbgd(gamma=10.0, alpha=50.0), max_iter=200)
     assert res.status == "diverged" and res.detail
-    assert np.isnan(res.u).all()
+    # The point is the last recorded one that passed the checks, as `bilevel run` writes it.
+    assert np.isfinite(res.u).all() and np.isfinite(res.v).all()
+
+
+def test_views_and_assessment_are_the_problems():
+    prob = P.Cleaning.generated("clusters", seed=1, n_trn=200, n_val=100, n_test=300, u_scale=30.0)
+    res = bilevel.run(prob, S.Pbgd(update="gauss-seidel", gamma=10.0, inner="exact"), max_iter=100)
+    np.testing.assert_array_equal(res.flagged, res.sample_weights < 0.5)
+    assert res.model.shape == (20, 5) and res.flagged.dtype == np.bool_
+    assert set(res.views) == {"sample_weights", "flagged", "model"}
+    a = res.assess()
+    assert a["flagged"] == int(res.flagged.sum())
+    assert 0.0 <= a["f1"] <= 1.0 and a["gap_closed"]["retrained_kept"] is not None
+    # A pickled Result keeps its arrays, not the problem.
+    import pickle
+
+    back = pickle.loads(pickle.dumps(res))
+    np.testing.assert_array_equal(back.model, res.model)
+    with pytest.raises(RuntimeError):
+        back.assess()

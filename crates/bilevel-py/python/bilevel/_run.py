@@ -29,7 +29,7 @@ RUN_KEYS = (
 class Result:
     """The outcome of one run.
 
-    Attributes: ``u``, ``v`` (final point; NaN after a divergence), ``status``
+    Attributes: ``u``, ``v`` (final point; after a divergence the last recorded finite one), ``status``
     ("converged", "max-iterations", "time-limit", "interrupted", "diverged"), ``detail``
     (which tolerance was met, or why it diverged), ``iterations``, ``trace`` (dict of NumPy
     arrays, one per trace column, in :attr:`columns` order, as in the CLI's CSV), ``seed``,
