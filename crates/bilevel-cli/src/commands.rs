@@ -417,10 +417,21 @@ fn write_solution(
     Ok(rel(&dir, od.root()))
 }
 
+/// Sets the memory limit from the config's `max_memory`, unless `--max-memory` set one.
+fn apply_max_memory(cfg: &Config) -> Result<()> {
+    if !bilevel::limits::MemoryLimit::global_is_set()
+        && let Some(m) = cfg.run.max_memory()?
+    {
+        bilevel::limits::MemoryLimit::set_global(Some(m));
+    }
+    Ok(())
+}
+
 /// `bilevel run CONFIG --out DIR`. Returns the exit status.
 pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -> Result<u8> {
     let t0 = Instant::now();
     let cfg = Config::load(config)?;
+    apply_max_memory(&cfg)?;
     let problem = cfg
         .problem
         .build(&cfg.base_dir)
@@ -432,6 +443,22 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         .map(|&s| cfg.start.point(problem.as_ref(), s))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("in config file {}", config.display()))?;
+    // A start where f, g or γ ∇g overflow is refused now, naming the [start] keys or `gamma`.
+    let probe = cfg.solver.build()?;
+    let gamma = probe.gamma(0).max(probe.gamma(cfg.run.max_iter));
+    for (&seed, (u0, v0)) in cfg.seeds.iter().zip(&starts) {
+        let mut u = u0.clone();
+        problem.project_u(&mut u);
+        bilevel::run::check_start(problem.as_ref(), &u, v0, gamma).map_err(|e| {
+            let from = match &e {
+                bilevel::Error::InvalidSetting { name, .. } if name == "gamma" => {
+                    "[solver]".to_string()
+                }
+                _ => format!("the start of seed {seed}, from {}", cfg.start.keys()),
+            };
+            anyhow!("in config file {}: {from}: {e}", config.display())
+        })?;
+    }
     // Taken only once the config, data and starts are known good, so a mistake there leaves
     // the folder untouched.
     let od = OutDir::open(out, force)?;
@@ -925,6 +952,7 @@ pub fn check(problem: &str, seed: u64) -> Result<u8> {
     let (pc, base) = if problem.ends_with(".toml") {
         let p = Path::new(problem);
         let cfg = Config::load(p)?;
+        apply_max_memory(&cfg)?;
         (cfg.problem, cfg.base_dir)
     } else {
         let pc = ProblemConfig::default_for(problem, seed).ok_or_else(|| {

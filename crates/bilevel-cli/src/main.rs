@@ -13,6 +13,11 @@ struct Cli {
     /// Worker threads for the parallel studies and linear algebra (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Memory limit for the data and closed forms a problem builds (e.g. 8G, 512M, 2GiB); an
+    /// input that would need more is refused before anything is allocated. Default: the
+    /// `max_memory` key of a config, else the machine's available memory.
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -95,6 +100,14 @@ fn main_inner() -> Result<u8> {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         set_threads(n)?;
+    }
+    if let Some(m) = &cli.max_memory {
+        let limit = m.parse::<bilevel::limits::MemoryLimit>().map_err(|_| {
+            anyhow::anyhow!(
+                "--max-memory {m}: give a size such as 8G, 512M, 2GiB or a number of bytes"
+            )
+        })?;
+        bilevel::limits::MemoryLimit::set_global(Some(limit));
     }
     plot::init_fonts();
     match cli.cmd {

@@ -30,7 +30,8 @@ impl MemoryLimit {
     }
 
     /// The machine's available memory: `MemAvailable` of /proc/meminfo, lowered to the cgroup's
-    /// `memory.max` when one is set; 4 GiB when neither can be read.
+    /// `memory.max` when one is set; 4 GiB when neither can be read; and at most the process's
+    /// address-space limit (`ulimit -v`) when one is set.
     pub fn machine() -> Self {
         let avail = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -44,6 +45,12 @@ impl MemoryLimit {
             (None, Some(c)) => c,
             (None, None) => FALLBACK_BYTES,
         };
+        // Under `ulimit -v` an allocation past the address-space limit aborts the process, so
+        // that limit bounds what may be allocated too.
+        let bytes = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| address_space_limit(&s))
+            .map_or(bytes, |l| bytes.min(l));
         MemoryLimit { bytes }
     }
 
@@ -59,6 +66,12 @@ impl MemoryLimit {
     /// Sets the limit returned by [`MemoryLimit::global`] (`None`: back to the machine's).
     pub fn set_global(limit: Option<MemoryLimit>) {
         GLOBAL.store(limit.map_or(0, |l| l.bytes.max(1)), Ordering::Relaxed);
+    }
+
+    /// True when a limit was set with [`MemoryLimit::set_global`] (so that a later, weaker
+    /// source — a config key after a command-line flag — can leave it alone).
+    pub fn global_is_set() -> bool {
+        GLOBAL.load(Ordering::Relaxed) != 0
     }
 
     /// Ok when `bytes` fit in the limit; else [`Error::TooLarge`] naming `what` needs them and
@@ -122,6 +135,16 @@ impl std::str::FromStr for MemoryLimit {
     }
 }
 
+/// The soft "Max address space" of /proc/self/limits in bytes (None when unlimited).
+fn address_space_limit(s: &str) -> Option<u64> {
+    let line = s.lines().find(|l| l.starts_with("Max address space"))?;
+    line.trim_start_matches("Max address space")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn meminfo_available(s: &str) -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -142,6 +165,92 @@ pub fn checked_product(what: &str, sizes: &[u64], driver: &str) -> Result<u64> {
                 .join(" × "),
             driver: driver.to_string(),
         })
+}
+
+/// An estimate of the memory a problem will need, built from its sizes before anything is
+/// allocated: a sum of terms, each a product of sizes times the bytes of one value, named by the
+/// settings that drive it. Every product and the sum are checked, never wrapped.
+#[derive(Debug, Clone)]
+pub struct Footprint {
+    what: String,
+    terms: Vec<(String, u64)>,
+    overflow: Option<(String, String)>,
+}
+
+impl Footprint {
+    /// An empty estimate of `what` (for example "the cleaning problem").
+    pub fn new(what: impl Into<String>) -> Self {
+        Footprint {
+            what: what.into(),
+            terms: Vec::new(),
+            overflow: None,
+        }
+    }
+
+    /// Adds `count` f64 arrays of `dims` (the product of the sizes), driven by `driver` (the
+    /// settings, e.g. "`n_trn` = 1000 × `m` = 20").
+    pub fn f64s(mut self, driver: impl Into<String>, count: u64, dims: &[usize]) -> Self {
+        let driver = driver.into();
+        let sizes: Vec<u64> = std::iter::once(count)
+            .chain(dims.iter().map(|&d| d as u64))
+            .chain([8])
+            .collect();
+        match sizes.iter().try_fold(1u64, |a, &d| a.checked_mul(d)) {
+            Some(b) => self.terms.push((driver, b)),
+            None if self.overflow.is_none() => {
+                let shown = sizes
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" × ");
+                self.overflow = Some((shown, driver));
+            }
+            None => {}
+        }
+        self
+    }
+
+    /// The estimate in bytes (saturating; see [`Footprint::check`] for the checked form).
+    pub fn bytes(&self) -> u64 {
+        if self.overflow.is_some() {
+            return u64::MAX;
+        }
+        self.terms.iter().fold(0u64, |a, t| a.saturating_add(t.1))
+    }
+
+    /// Ok when the estimate fits in `limit`; else [`Error::TooLarge`] (or
+    /// [`Error::SizeOverflow`]) naming the term that weighs most.
+    pub fn check(&self, limit: &MemoryLimit) -> Result<()> {
+        if let Some((sizes, driver)) = &self.overflow {
+            return Err(Error::SizeOverflow {
+                what: self.what.clone(),
+                sizes: sizes.clone(),
+                driver: driver.clone(),
+            });
+        }
+        let total = self
+            .terms
+            .iter()
+            .try_fold(0u64, |a, t| a.checked_add(t.1))
+            .ok_or_else(|| Error::SizeOverflow {
+                what: self.what.clone(),
+                sizes: "the sum of its parts".into(),
+                driver: self.largest(),
+            })?;
+        limit.check(&self.what, total, &self.largest())
+    }
+
+    /// [`Footprint::check`] against [`MemoryLimit::global`].
+    pub fn check_global(&self) -> Result<()> {
+        self.check(&MemoryLimit::global())
+    }
+
+    fn largest(&self) -> String {
+        self.terms
+            .iter()
+            .max_by_key(|t| t.1)
+            .map_or_else(|| "its sizes".to_string(), |t| t.0.clone())
+    }
 }
 
 /// A byte count for people: "812 bytes", "3.4 kB", "56.0 MB", "1.20 GB", "3.7e6 TB".
@@ -177,6 +286,10 @@ mod tests {
         assert!("-1G".parse::<MemoryLimit>().is_err());
         assert!("lots".parse::<MemoryLimit>().is_err());
         assert!(MemoryLimit::machine().bytes > 0);
+        let lim = "Limit  Soft Limit  Hard Limit  Units\nMax address space         4096000000           unlimited            bytes\n";
+        assert_eq!(address_space_limit(lim), Some(4_096_000_000));
+        let unl = "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit(unl), None);
         assert_eq!(human_bytes(12), "12 bytes");
         assert_eq!(human_bytes(8_000_000_000), "8.00 GB");
     }
@@ -192,5 +305,25 @@ mod tests {
             .check_values("the array", 1 << 62, 8, "a.npy")
             .unwrap_err();
         assert!(matches!(e, Error::SizeOverflow { .. }), "{e}");
+    }
+
+    #[test]
+    fn footprints_name_their_largest_term_and_never_wrap() {
+        let f = Footprint::new("the problem")
+            .f64s("`m` = 1000", 1, &[1000])
+            .f64s("`n_trn` = 10^6 × `m` = 1000", 2, &[1_000_000, 1000]);
+        assert_eq!(f.bytes(), 8 * 1000 + 16_000_000_000);
+        let e = f.check(&MemoryLimit::new(1 << 30)).unwrap_err().to_string();
+        assert!(
+            e.contains("the problem") && e.contains("`n_trn` = 10^6"),
+            "{e}"
+        );
+        assert!(f.check(&MemoryLimit::new(u64::MAX)).is_ok());
+        let f = Footprint::new("x").f64s("`du`", 1, &[usize::MAX, usize::MAX]);
+        assert_eq!(f.bytes(), u64::MAX);
+        assert!(matches!(
+            f.check(&MemoryLimit::new(u64::MAX)),
+            Err(Error::SizeOverflow { .. })
+        ));
     }
 }

@@ -347,3 +347,43 @@ pub fn check_point<P: Problem + ?Sized>(p: &P, u: &[f64], v: &[f64]) -> Result<(
     crate::error::check_finite("start point v", v)?;
     Ok(())
 }
+
+/// Largest squared Frobenius norm accepted for a data matrix (features, targets, the matrices
+/// of a quadratic). The problems form Gram matrices, squared residuals and smoothness constants
+/// of the order of ‖X‖², then multiply them by γ and by iterates: below 1e150 that keeps more
+/// than 1e150 of headroom under the largest f64 (1.8e308). Entries up to about 1e75 pass.
+pub const MAX_DATA_SQ_NORM: f64 = 1e150;
+
+/// Checks that the squares of a data matrix cannot overflow the problem's arithmetic: its
+/// squared Frobenius norm must be finite and at most [`MAX_DATA_SQ_NORM`]. The error names
+/// `what` (the file or split), the row and column (0-based) of the largest entry, and the fix.
+pub fn check_data_scale(what: &str, x: faer::MatRef<'_, f64>) -> Result<()> {
+    let mut sq = 0.0f64;
+    let mut big = (0.0f64, 0usize, 0usize);
+    for j in 0..x.ncols() {
+        for i in 0..x.nrows() {
+            let a = x[(i, j)].abs();
+            sq += a * a;
+            // A NaN names its own place.
+            if a > big.0 || (a.is_nan() && !big.0.is_nan()) {
+                big = (a, i, j);
+            }
+        }
+    }
+    if sq <= MAX_DATA_SQ_NORM {
+        return Ok(());
+    }
+    let (v, i, j) = big;
+    let norm = if sq.is_finite() {
+        format!("{sq:.1e}")
+    } else {
+        "beyond the largest number (it overflows)".to_string()
+    };
+    Err(Error::data(
+        what,
+        format!(
+            "the value {:e} at row {i}, column {j} (0-based) is too large: the squared norm of this data is {norm}, and products with it overflow (the limit is {MAX_DATA_SQ_NORM:e}, entries up to about 1e75); rescale the data, for example standardize each feature column",
+            x[(i, j)].signum() * v
+        ),
+    ))
+}

@@ -319,6 +319,9 @@ pub fn run(
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
     };
     problem.project_u(&mut state.u);
+    // The largest γ of the run: a ramp's end, where it has one.
+    let gamma_max = solver.gamma(0).max(solver.gamma(opts.max_iter));
+    check_start(problem, &state.u, &state.v, gamma_max)?;
     solver.init(problem, &mut state)?;
     let beta = solver
         .steps()
@@ -349,6 +352,7 @@ pub fn run(
         )
     };
     let first = take(&state, solver, &mut monitor);
+    check_first_record(&first)?;
     let scale = first.l_gamma.abs().max(1.0);
     let mut prev_l = first.l_gamma;
     notify(observers, &first, &state, opts.max_iter);
@@ -454,6 +458,90 @@ pub fn run(
         iterations: state.iter,
         steps: solver.steps(),
     })
+}
+
+fn max_abs(x: &[f64]) -> f64 {
+    x.iter().fold(0.0, |a, b| a.max(b.abs()))
+}
+
+/// Evaluates f and g with their gradients at the start point, and γ times ∇g, before the solver
+/// spends time there (smoothness estimates, inner loops). A start where they overflow is an
+/// error naming the start point, and a γ that overflows them one naming `gamma`: neither is
+/// reported later as a divergence (with a step size to try) or as a bad smoothness constant.
+/// [`run()`] calls it (with the largest γ of the solver's schedule); callers can call it first
+/// to refuse a start before they spend anything on it.
+pub fn check_start(problem: &dyn Problem, u: &[f64], v: &[f64], gamma: f64) -> Result<()> {
+    let (mut gu, mut gv) = (vec![0.0; u.len()], vec![0.0; v.len()]);
+    let f = problem.f(u, v, Some(&mut gu), Some(&mut gv));
+    let nf = norm(&gu).hypot(norm(&gv));
+    let g = problem.g(u, v, Some(&mut gu), Some(&mut gv));
+    let ng = norm(&gu).hypot(norm(&gv));
+    if !(f.is_finite() && g.is_finite() && nf.is_finite() && ng.is_finite()) {
+        return Err(start_error(
+            u,
+            v,
+            format!(
+                "the objectives overflow there (f = {f:.3e}, g = {g:.3e}, |grad f| = {nf:.3e}, |grad g| = {ng:.3e})"
+            ),
+        ));
+    }
+    // The records square the gradient's entries (‖∇L_γ‖), so γ‖∇g‖ must stay below √MAX.
+    let (gg, gn) = (gamma * g.abs(), gamma * ng);
+    if gamma > 0.0 && !(gg.is_finite() && (gn * gn).is_finite()) {
+        return Err(Error::setting(
+            "gamma",
+            format!("{gamma:e}"),
+            format!(
+                "at the start point gamma * g = {gg:.3e} and gamma * |grad g| = {gn:.3e} (g = {g:.3e}, |grad g| = {ng:.3e}): the penalty and its gradient norm overflow; use a smaller gamma (typical values: 1 to 1e4) or rescale the data"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The start point as an [`Error::InvalidSetting`] named `start point`.
+fn start_error(u: &[f64], v: &[f64], why: String) -> Error {
+    Error::setting(
+        "start point",
+        format!(
+            "(largest |u_i| = {:.3e}, largest |v_i| = {:.3e})",
+            max_abs(u),
+            max_abs(v)
+        ),
+        format!(
+            "{why}: the start is too far out for this problem's scale; start closer to the origin"
+        ),
+    )
+}
+
+/// The first record must be finite: f and g were checked at the start, so a non-finite L_γ or
+/// gradient there comes from γ (or from the estimate of g*), and running on would only report a
+/// divergence or an infinite gradient norm.
+fn check_first_record(r: &Record) -> Result<()> {
+    let gn = r.grad_norm();
+    if r.l_gamma.is_finite() && gn.is_finite() {
+        return Ok(());
+    }
+    let what = format!(
+        "L_gamma = {:.3e} and |grad L_gamma| = {gn:.3e} at the start point (f = {:.3e}, g = {:.3e}, g* = {:.3e})",
+        r.l_gamma, r.f, r.g, r.g_star
+    );
+    if r.f.is_finite() && r.g.is_finite() && r.g_star.is_finite() {
+        Err(Error::setting(
+            "gamma",
+            format!("{:e}", r.gamma),
+            format!(
+                "{what}: gamma times the lower-level terms overflows; use a smaller gamma (typical values: 1 to 1e4) or rescale the data"
+            ),
+        ))
+    } else {
+        Err(Error::data(
+            "the start point",
+            format!(
+                "{what}: the estimate of g* overflows; start closer to the origin, or give a smaller inner step `inner_beta`"
+            ),
+        ))
+    }
 }
 
 fn notify(observers: &mut [&mut dyn Observer], rec: &Record, state: &State, max_iter: usize) {

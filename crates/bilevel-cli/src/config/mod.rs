@@ -31,7 +31,9 @@ pub use problem::{
     CleaningConfig, CleaningSource, Example1Config, PROBLEM_KINDS, ProblemConfig, QuadraticConfig,
     ReplearnConfig, Toy1dConfig,
 };
-pub use run::{OutputSection, RunSection, StartConfig, TraceFormat};
+pub use run::{
+    DEFAULT_MAX_RECORDS, MaxMemory, OutputSection, RunSection, StartConfig, TraceFormat,
+};
 pub use solver::{
     AidConfig, AidSolve, BomeConfig, F2saConfig, ItdConfig, PbgdConfig, SOLVER_KINDS, SolverConfig,
     VPbgdConfig,

@@ -132,8 +132,48 @@ pub struct CleaningConfig {
 }
 
 impl CleaningConfig {
+    /// The sizes the data will have, from the keys and their defaults (None for files, whose
+    /// sizes the readers check from the headers): (n_trn, n_val, n_test, m, classes).
+    fn sizes(&self) -> Option<(usize, usize, usize, usize, usize)> {
+        match self.data {
+            CleaningSource::Paper => {
+                let (n_trn, n_val) = (self.n_trn.unwrap_or(40), self.n_val.unwrap_or(20));
+                let m = self
+                    .m
+                    .unwrap_or(n_trn.saturating_add(n_val).saturating_add(20));
+                Some((n_trn, n_val, 0, m, self.classes.unwrap_or(5)))
+            }
+            CleaningSource::Clusters => {
+                let d = ClusterConfig::default();
+                Some((
+                    self.n_trn.unwrap_or(d.n_trn),
+                    self.n_val.unwrap_or(d.n_val),
+                    self.n_test.unwrap_or(d.n_test),
+                    self.m.unwrap_or(d.m),
+                    self.classes.unwrap_or(d.classes),
+                ))
+            }
+            CleaningSource::FashionMnist => {
+                let d = FashionMnistConfig::default();
+                Some((
+                    self.n_trn.unwrap_or(d.n_trn),
+                    self.n_val.unwrap_or(d.n_val),
+                    self.n_test.unwrap_or(d.n_test),
+                    28 * 28,
+                    10,
+                ))
+            }
+            CleaningSource::Files => None,
+        }
+    }
+
     fn build(&self, base_dir: &Path) -> Result<Cleaning> {
         let seed = self.seed.unwrap_or(0);
+        // The memory the sizes ask for is checked before anything is generated or loaded.
+        if let Some((n_trn, n_val, n_test, m, classes)) = self.sizes() {
+            let loss = self.loss.unwrap_or(CleaningSettings::default().loss);
+            Cleaning::footprint(n_trn, n_val, n_test, m, classes, loss).check_global()?;
+        }
         let data = match self.data {
             CleaningSource::Paper => {
                 let (n_trn, n_val) = (self.n_trn.unwrap_or(40), self.n_val.unwrap_or(20));
@@ -141,7 +181,8 @@ impl CleaningConfig {
                     seed,
                     n_trn,
                     n_val,
-                    self.m.unwrap_or(n_trn + n_val + 20),
+                    self.m
+                        .unwrap_or(n_trn.saturating_add(n_val).saturating_add(20)),
                     self.classes.unwrap_or(5),
                     self.p.unwrap_or(0.5),
                 )?
@@ -192,6 +233,20 @@ impl CleaningConfig {
                 )?;
                 let mut data = user.data;
                 data.class_names = user.classes;
+                // Checked here, where the files are known, so that a value too large names its
+                // file (the problem checks again by split).
+                for (path, x) in [
+                    (Some(&f.train_x), &data.train.x),
+                    (Some(&f.val_x), &data.val.x),
+                    (f.test_x.as_ref(), &data.test.x),
+                ] {
+                    if let Some(p) = path {
+                        bilevel::problem::check_data_scale(
+                            &j(p).display().to_string(),
+                            x.as_ref(),
+                        )?;
+                    }
+                }
                 data
             }
         };

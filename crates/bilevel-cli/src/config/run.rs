@@ -2,6 +2,7 @@
 //! what a run writes.
 
 use anyhow::{Result, anyhow, bail};
+use bilevel::limits::MemoryLimit;
 use bilevel::{Problem, RunOptions};
 use serde::Deserialize;
 
@@ -11,8 +12,14 @@ use serde::Deserialize;
 pub struct RunSection {
     /// Iteration budget.
     pub max_iter: usize,
-    /// Record every this many iterations.
-    pub record_every: usize,
+    /// Record every this many iterations (default: ceil(max_iter / max_records)).
+    pub record_every: Option<usize>,
+    /// At most about this many records per run when `record_every` is not given (default
+    /// [`DEFAULT_MAX_RECORDS`]; the first and last iterations are always recorded).
+    pub max_records: Option<usize>,
+    /// Memory limit for the problem's data and closed forms ("8G", "512M", or bytes); the
+    /// `--max-memory` flag wins over it. Default: the machine's available memory.
+    pub max_memory: Option<MaxMemory>,
     /// Stop when ‖∇L_γ‖ ≤ grad_tol.
     pub grad_tol: Option<f64>,
     /// Stop on a small relative change of L_γ.
@@ -34,7 +41,9 @@ impl Default for RunSection {
         let d = RunOptions::default();
         RunSection {
             max_iter: d.max_iter,
-            record_every: d.record_every,
+            record_every: None,
+            max_records: None,
+            max_memory: None,
             grad_tol: None,
             rel_tol: None,
             target: None,
@@ -47,11 +56,35 @@ impl Default for RunSection {
 }
 
 impl RunSection {
+    /// Records every this many iterations: `record_every` when given, else about
+    /// `max_records` records over `max_iter` iterations.
+    pub fn record_every(&self) -> usize {
+        self.record_every.unwrap_or_else(|| {
+            let most = self.max_records.unwrap_or(DEFAULT_MAX_RECORDS).max(1);
+            self.max_iter.div_ceil(most).max(1)
+        })
+    }
+
+    /// The memory limit of `max_memory`, when given.
+    pub fn max_memory(&self) -> Result<Option<MemoryLimit>> {
+        self.max_memory
+            .as_ref()
+            .map(|m| {
+                m.0.parse::<MemoryLimit>().map_err(|_| {
+                    anyhow!(
+                        "[run] `max_memory` = {:?}: give a size such as \"8G\", \"512M\", \"2GiB\" or a number of bytes",
+                        m.0
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// The run options for one seed.
     pub fn options(&self, seed: u64) -> RunOptions {
         RunOptions {
             max_iter: self.max_iter,
-            record_every: self.record_every,
+            record_every: self.record_every(),
             grad_tol: self.grad_tol,
             rel_tol: self.rel_tol,
             target: self.target,
@@ -69,7 +102,45 @@ impl RunSection {
         if self.max_iter == 0 {
             bail!("[run] `max_iter` = 0: must be at least 1");
         }
+        if self.max_records == Some(0) {
+            bail!("[run] `max_records` = 0: must be at least 1");
+        }
+        self.max_memory()?;
         self.options(0).validate().map_err(|e| anyhow!("[run] {e}"))
+    }
+}
+
+/// Records per run when neither `record_every` nor `max_records` is given: enough for any
+/// figure (which draws at most about 2,000 points per line), small enough that a run of 10⁹
+/// iterations keeps a few MB of trace.
+pub const DEFAULT_MAX_RECORDS: usize = 10_000;
+
+/// `max_memory` as written: a size with a unit ("8G") or a number of bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaxMemory(pub String);
+
+impl<'de> Deserialize<'de> for MaxMemory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MaxMemory;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size such as \"8G\", \"512M\" or a number of bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaxMemory, E> {
+                Ok(MaxMemory(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MaxMemory, E> {
+                Ok(MaxMemory(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MaxMemory, E> {
+                Ok(MaxMemory(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MaxMemory, E> {
+                Ok(MaxMemory(format!("{v:e}")))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -137,6 +208,18 @@ pub enum StartConfig {
 }
 
 impl StartConfig {
+    /// The keys that set the start, for messages.
+    pub fn keys(&self) -> String {
+        match self {
+            StartConfig::Point { .. } => "[start] `u0` and `v0`".to_string(),
+            StartConfig::Default => {
+                "the problem's default start (no [start] keys; give `box` or `u0` and `v0`)"
+                    .to_string()
+            }
+            StartConfig::Box { lo, hi } => format!("[start] `box` = [{lo:e}, {hi:e}]"),
+        }
+    }
+
     /// The start point for `seed` on `problem`.
     pub fn point(&self, problem: &dyn Problem, seed: u64) -> Result<(Vec<f64>, Vec<f64>)> {
         match self {

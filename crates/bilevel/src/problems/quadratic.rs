@@ -8,6 +8,7 @@
 //! D = [−M, I].
 
 use crate::error::{Error, Result};
+use crate::limits::Footprint;
 use crate::linalg::{col, spd_solve, sym_eig_range, to_vec};
 use crate::problem::{Level, PenaltyOptimum, Problem, Smoothness};
 use faer::linalg::matmul::matmul;
@@ -87,6 +88,7 @@ impl Quadratic {
                 "both sizes must be at least 1",
             ));
         }
+        Self::footprint(du, dv).check_global()?;
         let n = du + dv;
         let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Data);
         let a = gaussian(&mut rng, n + 2, n);
@@ -106,6 +108,17 @@ impl Quadratic {
         let bf = gaussian(&mut rng, n, 1);
         let bg = gaussian(&mut rng, n, 1);
         Self::from_matrices(hf, bf, hg, bg, du)
+    }
+
+    /// The memory a generated instance with `du` upper and `dv` lower variables needs: the two
+    /// generating matrices, H_f and H_g with their symmetrized copies, and the eigenvalues and
+    /// solves of the closed forms, all (du + dv)².
+    pub fn footprint(du: usize, dv: usize) -> Footprint {
+        let n = du.saturating_add(dv);
+        let keys = format!("`du` = {du} and `dv` = {dv} (matrices of (du + dv)² entries)");
+        Footprint::new("the quadratic problem")
+            .f64s(keys.clone(), 2, &[n.saturating_add(2), n])
+            .f64s(keys, 6, &[n, n])
     }
 
     /// An instance from its matrices; `du` splits z into (u, v). Checks shapes, finiteness,
@@ -151,6 +164,10 @@ impl Quadratic {
                 ),
             ));
         }
+        // The eigenvalues and solves of the closed forms work on (du + dv)² matrices.
+        Footprint::new("the quadratic problem's closed forms")
+            .f64s(format!("the size of H_f ({n} × {n})"), 6, &[n, n])
+            .check_global()?;
         for (name, m) in [("H_f", &hf), ("b_f", &bf), ("H_g", &hg), ("b_g", &bg)] {
             for j in 0..m.ncols() {
                 for i in 0..m.nrows() {
@@ -162,6 +179,9 @@ impl Quadratic {
                     }
                 }
             }
+        }
+        for (name, m) in [("H_f", &hf), ("b_f", &bf), ("H_g", &hg), ("b_g", &bg)] {
+            crate::problem::check_data_scale(name, m.as_ref())?;
         }
         check_symmetric("H_f", hf.as_ref())?;
         check_symmetric("H_g", hg.as_ref())?;
@@ -210,13 +230,13 @@ impl Quadratic {
 
     /// Loads H_f, b_f, H_g, b_g from `.npy` files; `du` splits z into (u, v).
     pub fn from_npy(hf: &Path, bf: &Path, hg: &Path, bg: &Path, du: usize) -> Result<Self> {
-        Self::from_matrices(
-            crate::npy::read_matrix(hf)?,
-            crate::npy::read_matrix(bf)?,
-            crate::npy::read_matrix(hg)?,
-            crate::npy::read_matrix(bg)?,
-            du,
-        )
+        // Checked here too, so that a bad scale names its file.
+        let read = |p: &Path| -> Result<Mat<f64>> {
+            let m = crate::npy::read_matrix(p)?;
+            crate::problem::check_data_scale(&p.display().to_string(), m.as_ref())?;
+            Ok(m)
+        };
+        Self::from_matrices(read(hf)?, read(bf)?, read(hg)?, read(bg)?, du)
     }
 
     /// Writes hf.npy, bf.npy, hg.npy, bg.npy into `dir`.

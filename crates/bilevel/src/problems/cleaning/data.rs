@@ -174,7 +174,7 @@ impl CleaningData {
         classes: usize,
         p: f64,
     ) -> Result<Self> {
-        let total = n_trn + n_val;
+        let total = n_trn.saturating_add(n_val);
         if m < total {
             return Err(Error::setting(
                 "features m",
@@ -192,6 +192,7 @@ impl CleaningData {
             ));
         }
         check_rate(p)?;
+        data_footprint(n_trn, n_val, 0, m, classes).check_global()?;
         let mut r = rng(seed, Stream::Data);
         let mut q = Mat::<f64>::zeros(m, total);
         for j in 0..total {
@@ -252,6 +253,7 @@ impl CleaningData {
             ));
         }
         crate::error::check_positive("separation", c.separation)?;
+        data_footprint(c.n_trn, c.n_val, c.n_test, c.m, c.classes).check_global()?;
         let mut r = rng(c.seed, Stream::Data);
         let sc = c.separation / (c.m as f64).sqrt();
         let means = Mat::from_fn(c.classes, c.m, |_, _| {
@@ -316,6 +318,36 @@ impl CleaningData {
         }
         worst
     }
+}
+
+/// The memory a generated data set needs: the features (drawn, then split), the class means
+/// and the labels with their corruption mask.
+fn data_footprint(
+    n_trn: usize,
+    n_val: usize,
+    n_test: usize,
+    m: usize,
+    classes: usize,
+) -> crate::limits::Footprint {
+    let samples = n_trn.saturating_add(n_val).saturating_add(n_test);
+    crate::limits::Footprint::new("the generated cleaning data")
+        .f64s(
+            format!(
+                "`n_trn` = {n_trn} + `n_val` = {n_val} + `n_test` = {n_test} samples × `m` = {m} features"
+            ),
+            3,
+            &[samples, m],
+        )
+        .f64s(
+            format!("`classes` = {classes} × `m` = {m} (the class means)"),
+            1,
+            &[classes, m],
+        )
+        .f64s(
+            format!("`n_trn` = {n_trn} + `n_val` = {n_val} + `n_test` = {n_test} labels"),
+            2,
+            &[samples],
+        )
 }
 
 fn check_rate(p: f64) -> Result<()> {

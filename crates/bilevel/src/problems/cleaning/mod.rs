@@ -31,6 +31,7 @@
 //! - this file: the [`Cleaning`] problem, its constructor and its [`Problem`] implementation.
 
 use crate::error::{Error, Result};
+use crate::limits::Footprint;
 use crate::problem::{PenaltyOptimum, Problem};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
@@ -91,6 +92,22 @@ impl Cleaning {
     /// checked here only in that setting and when N + N' ≤ 4000).
     pub fn new(data: CleaningData, settings: CleaningSettings) -> Result<Self> {
         let s = settings;
+        Self::footprint(
+            data.train.len(),
+            data.val.len(),
+            data.test.len(),
+            data.features(),
+            data.classes,
+            s.loss,
+        )
+        .check_global()?;
+        for (what, split) in [
+            ("the training features", &data.train),
+            ("the validation features", &data.val),
+            ("the test features", &data.test),
+        ] {
+            crate::problem::check_data_scale(what, split.x.as_ref())?;
+        }
         if !(s.lambda.is_finite() && s.lambda >= 0.0) {
             return Err(Error::setting(
                 "lambda",
@@ -141,6 +158,49 @@ impl Cleaning {
             solve_counts: Default::default(),
             val_full: OnceLock::new(),
         })
+    }
+
+    /// The memory a problem with these sizes needs: the features with their generated and
+    /// transposed copies, one-hot labels and scores, the model W with the iterates and gradients
+    /// of a run, and (least squares) the m × m weighted Gram and factors of the exact solves.
+    /// Checked by [`Cleaning::new`]; callers that generate or load data can check it first.
+    pub fn footprint(
+        n_trn: usize,
+        n_val: usize,
+        n_test: usize,
+        m: usize,
+        classes: usize,
+        loss: CleaningLoss,
+    ) -> Footprint {
+        let samples = n_trn.saturating_add(n_val).saturating_add(n_test);
+        let s = format!("`n_trn` = {n_trn} + `n_val` = {n_val} + `n_test` = {n_test} samples");
+        let f = Footprint::new("the cleaning problem")
+            .f64s(format!("{s} × `m` = {m} features"), 4, &[samples, m])
+            .f64s(
+                format!("{s} × `classes` = {classes} (one-hot labels and scores)"),
+                4,
+                &[samples, classes],
+            )
+            .f64s(
+                format!(
+                    "`m` = {m} × `classes` = {classes} (the model W, its iterates and gradients)"
+                ),
+                16,
+                &[m, classes],
+            )
+            .f64s(
+                format!("`n_trn` = {n_trn} (the weights u, their iterates and gradients)"),
+                16,
+                &[n_trn],
+            );
+        match loss {
+            CleaningLoss::LeastSquares => f.f64s(
+                format!("`m` = {m} (the m × m weighted Gram and factors of the exact solves)"),
+                6,
+                &[m, m],
+            ),
+            CleaningLoss::SoftmaxCrossEntropy => f,
+        }
     }
 
     /// The data.

@@ -18,11 +18,16 @@ impl RepLearning {
         h: usize,
         scaling: Scaling,
     ) -> Result<Self> {
+        let read = |p: &Path| -> Result<Mat<f64>> {
+            let m = crate::npy::read_matrix(p)?;
+            crate::problem::check_data_scale(&p.display().to_string(), m.as_ref())?;
+            Ok(m)
+        };
         Self::from_data(
-            crate::npy::read_matrix(x_trn)?,
-            crate::npy::read_matrix(y_trn)?,
-            crate::npy::read_matrix(x_val)?,
-            crate::npy::read_matrix(y_val)?,
+            read(x_trn)?,
+            read(y_trn)?,
+            read(x_val)?,
+            read(y_val)?,
             h,
             scaling,
         )
@@ -38,11 +43,16 @@ impl RepLearning {
         h: usize,
         scaling: Scaling,
     ) -> Result<Self> {
+        let read = |p: &Path| -> Result<Mat<f64>> {
+            let m = read_csv_matrix(p)?;
+            crate::problem::check_data_scale(&p.display().to_string(), m.as_ref())?;
+            Ok(m)
+        };
         Self::from_data(
-            read_csv_matrix(x_trn)?,
-            read_csv_matrix(y_trn)?,
-            read_csv_matrix(x_val)?,
-            read_csv_matrix(y_val)?,
+            read(x_trn)?,
+            read(y_trn)?,
+            read(x_val)?,
+            read(y_val)?,
             h,
             scaling,
         )
@@ -50,13 +60,18 @@ impl RepLearning {
 
     /// Loads `x_trn`, `y_trn`, `x_val`, `y_val` from `dir`, each as `.npy` or else `.csv`.
     pub fn from_dir(dir: &Path, h: usize, scaling: Scaling) -> Result<Self> {
+        // The scale is checked here too, so that a value too large names its file.
+        let scaled = |p: &Path, m: Mat<f64>| -> Result<Mat<f64>> {
+            crate::problem::check_data_scale(&p.display().to_string(), m.as_ref())?;
+            Ok(m)
+        };
         let load = |name: &str| -> Result<Mat<f64>> {
             let npy = dir.join(format!("{name}.npy"));
             let csv = dir.join(format!("{name}.csv"));
             if npy.exists() {
-                crate::npy::read_matrix(&npy)
+                scaled(&npy, crate::npy::read_matrix(&npy)?)
             } else if csv.exists() {
-                read_csv_matrix(&csv)
+                scaled(&csv, read_csv_matrix(&csv)?)
             } else {
                 Err(Error::File {
                     path: npy.display().to_string(),
@@ -113,11 +128,19 @@ pub fn read_csv_matrix(path: &Path) -> Result<Mat<f64>> {
         path: path.display().to_string(),
         reason,
     };
+    // A regular file only (a FIFO would block), and no more values than its size allows: a
+    // value takes at least two bytes of text ("1,") and 16 of memory (parsed, then the matrix).
+    let (file, len) = crate::data::open_data_file(path)?;
+    crate::limits::MemoryLimit::global().check_values(
+        &format!("the table in {}", path.display()),
+        len / 2 + 1,
+        16,
+        &format!("the size of {}", path.display()),
+    )?;
     let mut rd = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| ferr(e.to_string()))?;
+        .from_reader(std::io::BufReader::new(file));
     let mut rows: Vec<Vec<f64>> = Vec::new();
     for (k, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| ferr(e.to_string()))?;

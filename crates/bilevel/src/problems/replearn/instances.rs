@@ -8,6 +8,7 @@ use super::optimum::{
 use super::{DataNorms, RepLearning};
 use crate::error::{Error, Result};
 use crate::kernels::{LsData, Pool};
+use crate::limits::Footprint;
 use faer::{Mat, MatRef};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -153,8 +154,10 @@ impl RepSizes {
             ));
         }
         let ok = match regime {
-            Regime::CertifiedGlobal => s.m >= s.n_trn + s.n_val && s.h >= s.n,
-            Regime::Intermediate => s.n_trn.max(s.n_val) <= s.m && s.m < s.n_trn + s.n_val,
+            Regime::CertifiedGlobal => s.m >= s.n_trn.saturating_add(s.n_val) && s.h >= s.n,
+            Regime::Intermediate => {
+                s.n_trn.max(s.n_val) <= s.m && s.m < s.n_trn.saturating_add(s.n_val)
+            }
             Regime::General => s.n_trn > s.m,
         };
         if !ok {
@@ -212,6 +215,7 @@ impl RepLearning {
     pub fn generate(regime: Regime, sizes: &RepSizes, seed: u64) -> Result<Self> {
         sizes.validate(regime)?;
         let s = sizes;
+        Self::footprint(s.n_trn, s.n_val, s.m, s.h, s.n).check_global()?;
         let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Data);
         let rows = s.n_trn + s.n_val;
         let k = rows.min(s.m);
@@ -244,6 +248,25 @@ impl RepLearning {
             ));
         }
         Ok(p)
+    }
+
+    /// The memory an instance with N = `n_trn`, N' = `n_val` training and validation samples,
+    /// `m` features, hidden width `h` and `n` outputs needs: the data with its scaled copies,
+    /// factors and projections, the m × m projectors and SVDs of the closed forms, and the layers
+    /// W1 (m × h) and W2 (h × n) with the iterates, gradients and scratch of a run.
+    pub fn footprint(n_trn: usize, n_val: usize, m: usize, h: usize, n: usize) -> Footprint {
+        let rows = n_trn.saturating_add(n_val);
+        let samples = format!("`n_trn` = {n_trn} + `n_val` = {n_val} samples");
+        Footprint::new("the representation-learning problem")
+            .f64s(format!("{samples} × `m` = {m} features"), 12, &[rows, m])
+            .f64s(format!("{samples} × `n` = {n} outputs"), 8, &[rows, n])
+            .f64s(
+                format!("`m` = {m} (the m × m projectors and SVDs of the closed forms)"),
+                6,
+                &[m, m],
+            )
+            .f64s(format!("`m` = {m} × `h` = {h} (the layer W1)"), 12, &[m, h])
+            .f64s(format!("`h` = {h} × `n` = {n} (the layer W2)"), 12, &[h, n])
     }
 
     /// An instance from data X_trn (N×m), Y_trn (N×n), X_val (N'×m), Y_val (N'×n) and the
@@ -298,6 +321,7 @@ impl RepLearning {
             ("Y_val", &y_val),
         ] {
             check_matrix(name, a)?;
+            crate::problem::check_data_scale(name, a.as_ref())?;
         }
         if h < m {
             return Err(Error::setting(
@@ -308,6 +332,7 @@ impl RepLearning {
                 ),
             ));
         }
+        Self::footprint(nt, nv, m, h, n).check_global()?;
         let raw = [x_trn.clone(), y_trn.clone(), x_val.clone(), y_val.clone()];
         let (ct, cv) = match scaling {
             Scaling::Sum => (1.0, 1.0),
