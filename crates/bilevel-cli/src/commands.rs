@@ -421,15 +421,15 @@ fn write_solution(
 pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -> Result<u8> {
     let t0 = Instant::now();
     let cfg = Config::load(config)?;
-    let problem = cfg
-        .problem
-        .build(&cfg.base_dir)
+    let plan = cfg
+        .plan()
         .with_context(|| format!("building the problem of {}", config.display()))?;
+    let problem = &plan.problem;
     // Check every start before spending time on any run.
     let starts = cfg
         .seeds
         .iter()
-        .map(|&s| cfg.start.point(problem.as_ref(), s))
+        .map(|&s| plan.start(&cfg, s))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("in config file {}", config.display()))?;
     // Taken only once the config, data and starts are known good, so a mistake there leaves
@@ -446,8 +446,8 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        let mut solver = cfg.solver.build()?;
-        let mut opts = cfg.run.options(seed);
+        let mut solver = plan.solver(&cfg)?;
+        let mut opts = plan.options(&cfg, seed);
         opts.interrupt = Some(interrupt.clone());
         let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
         let res = bilevel::run(
@@ -564,7 +564,14 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
     let interrupted = interrupt.load(Ordering::Relaxed);
     od.write(
         &out.join("summary.json"),
-        &run_summary_json(&cfg, problem.name(), &solver_name, &runs, interrupted)?,
+        &run_summary_json(
+            &cfg,
+            problem.name(),
+            &solver_name,
+            &runs,
+            interrupted,
+            &plan,
+        )?,
     )?;
     let md = run_markdown(
         config,
@@ -572,6 +579,7 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         problem.name(),
         &solver_name,
         &runs,
+        &plan.rule_lines(),
         [figure, metrics_figure],
         t0.elapsed().as_secs_f64(),
         interrupted,
@@ -683,6 +691,7 @@ fn run_markdown(
     problem: String,
     solver: &str,
     runs: &[SeedRun],
+    rule: &[String],
     figures: [Option<(String, String, String)>; 2],
     wall: f64,
     interrupted: bool,
@@ -703,6 +712,16 @@ fn run_markdown(
     let _ = writeln!(s, "- Seeds: {:?}", cfg.seeds);
     let _ = writeln!(s, "- Wall time: {wall:.2} s");
     let _ = writeln!(s, "- Machine: {}\n", report::machine_info());
+    if !rule.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Settings from the defaults rule\n\nThe config gives no solver: every setting below comes from the training and validation data by the hyper-cleaning defaults rule (docs/cleaning.md), except those marked \"given\".\n"
+        );
+        for l in rule {
+            let _ = writeln!(s, "- {}", report::text(l));
+        }
+        s.push('\n');
+    }
     if interrupted {
         let _ = writeln!(s, "**Interrupted (Ctrl-C): results are partial.**\n");
     }
@@ -801,6 +820,7 @@ fn run_summary_json(
     solver: &str,
     runs: &[SeedRun],
     interrupted: bool,
+    plan: &crate::config::Plan,
 ) -> Result<String> {
     let num = |x: f64| {
         if x.is_finite() {
@@ -837,6 +857,7 @@ fn run_summary_json(
         "solver": solver,
         "seeds": cfg.seeds,
         "interrupted": interrupted,
+        "defaults_rule": plan.rule.as_ref().map(|r| &r.derived),
         "runs": seeds,
     }))?)
 }

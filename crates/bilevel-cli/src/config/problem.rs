@@ -4,6 +4,7 @@ use super::section;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bilevel::Problem;
 use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data};
+use bilevel::problems::cleaning::defaults::Overrides;
 use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
 };
@@ -32,7 +33,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "cleaning",
-        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve)",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, scale_features; without [solver]: the defaults rule)",
     ),
 ];
 
@@ -129,12 +130,16 @@ pub struct CleaningConfig {
     pub u_scale: Option<f64>,
     /// "auto" (default) | "direct" | "warm-cg": linear solver of the exact least-squares solves.
     pub exact_solve: Option<ExactSolve>,
+    /// Divide each feature by its training standard deviation (default: on under the defaults
+    /// rule, off with a `[solver]`).
+    pub scale_features: Option<bool>,
 }
 
 impl CleaningConfig {
-    fn build(&self, base_dir: &Path) -> Result<Cleaning> {
+    /// The data set the keys describe.
+    pub(super) fn load(&self, base_dir: &Path) -> Result<CleaningData> {
         let seed = self.seed.unwrap_or(0);
-        let data = match self.data {
+        Ok(match self.data {
             CleaningSource::Paper => {
                 let (n_trn, n_val) = (self.n_trn.unwrap_or(40), self.n_val.unwrap_or(20));
                 CleaningData::paper_regime(
@@ -188,7 +193,24 @@ impl CleaningConfig {
                     classes: f.classes,
                 })?
             }
-        };
+        })
+    }
+
+    /// The problem-side keys given explicitly, as overrides of the defaults rule.
+    pub(super) fn overrides(&self) -> Overrides {
+        Overrides {
+            loss: self.loss,
+            lambda: self.lambda,
+            scale_features: self.scale_features,
+            bound: self.bound,
+            u_scale: self.u_scale,
+            exact_solve: self.exact_solve,
+            ..Overrides::default()
+        }
+    }
+
+    fn build(&self, base_dir: &Path) -> Result<Cleaning> {
+        let data = self.load(base_dir)?;
         let d = CleaningSettings::default();
         let lambda = self
             .lambda
@@ -205,6 +227,7 @@ impl CleaningConfig {
                 bound: self.bound.unwrap_or(d.bound),
                 u_scale: self.u_scale.unwrap_or(d.u_scale),
                 exact_solve: self.exact_solve.unwrap_or(d.exact_solve),
+                scale_features: self.scale_features.unwrap_or(false),
             },
         )?)
     }
@@ -349,6 +372,7 @@ impl ProblemConfig {
                 bound: None,
                 u_scale: None,
                 exact_solve: None,
+                scale_features: None,
             })),
             _ => return None,
         })
