@@ -432,20 +432,21 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
     let t0 = Instant::now();
     let cfg = Config::load(config)?;
     apply_max_memory(&cfg)?;
-    let problem = cfg
-        .problem
-        .build(&cfg.base_dir)
+    let plan = cfg
+        .plan()
         .with_context(|| format!("building the problem of {}", config.display()))?;
+    let problem = &plan.problem;
     // Check every start before spending time on any run.
     let starts = cfg
         .seeds
         .iter()
-        .map(|&s| cfg.start.point(problem.as_ref(), s))
+        .map(|&s| plan.start(&cfg, s))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("in config file {}", config.display()))?;
     // A start where f, g or γ ∇g overflow is refused now, naming the [start] keys or `gamma`.
-    let probe = cfg.solver.build()?;
-    let gamma = probe.gamma(0).max(probe.gamma(cfg.run.max_iter));
+    let probe = plan.solver(&cfg)?;
+    let last = plan.options(&cfg, 0).max_iter;
+    let gamma = probe.gamma(0).max(probe.gamma(last));
     for (&seed, (u0, v0)) in cfg.seeds.iter().zip(&starts) {
         let mut u = u0.clone();
         problem.project_u(&mut u);
@@ -473,8 +474,8 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        let mut solver = cfg.solver.build()?;
-        let mut opts = cfg.run.options(seed);
+        let mut solver = plan.solver(&cfg)?;
+        let mut opts = plan.options(&cfg, seed);
         opts.interrupt = Some(interrupt.clone());
         let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
         let res = bilevel::run(
@@ -591,7 +592,14 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
     let interrupted = interrupt.load(Ordering::Relaxed);
     od.write(
         &out.join("summary.json"),
-        &run_summary_json(&cfg, problem.name(), &solver_name, &runs, interrupted)?,
+        &run_summary_json(
+            &cfg,
+            problem.name(),
+            &solver_name,
+            &runs,
+            interrupted,
+            &plan,
+        )?,
     )?;
     let md = run_markdown(
         config,
@@ -599,6 +607,7 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         problem.name(),
         &solver_name,
         &runs,
+        &plan.rule_lines(),
         [figure, metrics_figure],
         t0.elapsed().as_secs_f64(),
         interrupted,
@@ -710,6 +719,7 @@ fn run_markdown(
     problem: String,
     solver: &str,
     runs: &[SeedRun],
+    rule: &[String],
     figures: [Option<(String, String, String)>; 2],
     wall: f64,
     interrupted: bool,
@@ -730,6 +740,16 @@ fn run_markdown(
     let _ = writeln!(s, "- Seeds: {:?}", cfg.seeds);
     let _ = writeln!(s, "- Wall time: {wall:.2} s");
     let _ = writeln!(s, "- Machine: {}\n", report::machine_info());
+    if !rule.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Settings from the defaults rule\n\nThe config gives no solver: every setting below comes from the training and validation data by the hyper-cleaning defaults rule (docs/cleaning.md), except those marked \"given\".\n"
+        );
+        for l in rule {
+            let _ = writeln!(s, "- {}", report::text(l));
+        }
+        s.push('\n');
+    }
     if interrupted {
         let _ = writeln!(s, "**Interrupted (Ctrl-C): results are partial.**\n");
     }
@@ -828,6 +848,7 @@ fn run_summary_json(
     solver: &str,
     runs: &[SeedRun],
     interrupted: bool,
+    plan: &crate::config::Plan,
 ) -> Result<String> {
     let num = |x: f64| {
         if x.is_finite() {
@@ -864,6 +885,7 @@ fn run_summary_json(
         "solver": solver,
         "seeds": cfg.seeds,
         "interrupted": interrupted,
+        "defaults_rule": plan.rule.as_ref().map(|r| &r.derived),
         "runs": seeds,
     }))?)
 }

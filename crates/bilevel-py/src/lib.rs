@@ -460,7 +460,11 @@ fn run<'py>(
     let flag = Arc::new(AtomicBool::new(false));
     let mut opts = cfg.run.options(seed);
     opts.interrupt = Some(flag.clone());
-    let solver_cfg = cfg.solver.clone();
+    // The data-driven defaults rule of `bilevel run` (a cleaning config without [solver]) is
+    // not reachable from Python yet: a solver is required here.
+    let solver_cfg = cfg.solver.clone().ok_or_else(|| {
+        PyValueError::new_err("run: give a solver (for example bilevel.solvers.Pbgd())")
+    })?;
     let fp = match &built {
         Built::Function(f) => Some(f.clone()),
         _ => None,

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub target: Option<f64>,
     /// Stop when the relative distance to the penalty optimum ≤ dist_tol (problems that know it).
     pub dist_tol: Option<f64>,
+    /// Stop when the record's `grad_u` ≤ grad_u_rel_tol × `grad_u` of the first record (a
+    /// relative stationarity of the u block; 0 stops only at an exactly stationary point).
+    pub grad_u_rel_tol: Option<f64>,
     /// Declare divergence when L_γ exceeds this factor times max(|L_γ at start|, 1).
     pub divergence_factor: f64,
     /// Wall-time budget in seconds.
@@ -55,6 +58,7 @@ impl Default for RunOptions {
             rel_tol: None,
             target: None,
             dist_tol: None,
+            grad_u_rel_tol: None,
             divergence_factor: 1e8,
             max_time_s: None,
             seed: 0,
@@ -80,6 +84,15 @@ impl RunOptions {
             if let Some(x) = v {
                 crate::error::check_positive(name, x)?;
             }
+        }
+        if let Some(t) = self.grad_u_rel_tol
+            && !(t.is_finite() && t >= 0.0)
+        {
+            return Err(Error::setting(
+                "grad_u_rel_tol",
+                t,
+                "must be finite and >= 0",
+            ));
         }
         if let Some(t) = self.target
             && !t.is_finite()
@@ -357,7 +370,8 @@ pub fn run(
     let mut prev_l = first.l_gamma;
     notify(observers, &first, &state, opts.max_iter);
     let mut last_recorded = 0usize;
-    let mut status = stop_check(opts, &first, None);
+    let grad_u0 = first.grad_u;
+    let mut status = stop_check(opts, &first, None, grad_u0);
     trace.records.push(first);
     // The last recorded point that passed the checks, kept for a diverged run's caller.
     let mut last_finite = (state.u.clone(), state.v.clone(), state.iter);
@@ -435,7 +449,7 @@ pub fn run(
             last_finite.0.copy_from_slice(&state.u);
             last_finite.1.copy_from_slice(&state.v);
             last_finite.2 = state.iter;
-            status = stop_check(opts, &rec, Some(prev_l));
+            status = stop_check(opts, &rec, Some(prev_l), grad_u0);
             prev_l = rec.l_gamma;
             push(&mut trace, rec, opts.keep_records);
         }
@@ -563,7 +577,19 @@ fn push(trace: &mut Trace, rec: Record, keep: bool) {
     trace.records.push(rec);
 }
 
-fn stop_check(opts: &RunOptions, rec: &Record, prev_l: Option<f64>) -> Option<Status> {
+fn stop_check(
+    opts: &RunOptions,
+    rec: &Record,
+    prev_l: Option<f64>,
+    grad_u0: f64,
+) -> Option<Status> {
+    if let Some(t) = opts.grad_u_rel_tol
+        && rec.grad_u <= t * grad_u0
+    {
+        return Some(Status::Converged(format!(
+            "grad_u <= {t} x its first value"
+        )));
+    }
     if let Some(t) = opts.target
         && rec.l_gamma <= t
     {

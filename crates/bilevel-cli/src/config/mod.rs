@@ -10,7 +10,8 @@
 //!
 //! Where things are: `problem` (the `[problem]` kinds), `solver` (the `[solver]` kinds and the
 //! solver each builds), `groups` (the key groups solvers share, each with its one check), `run`
-//! (`[run]`, `[start]`, `[output]`).
+//! (`[run]`, `[start]`, `[output]`), `rule` (the hyper-cleaning defaults rule, taken by a
+//! cleaning config without `[solver] kind`, and the [`Plan`] a run follows).
 //!
 //! To add a problem or solver kind: add a variant to [`ProblemConfig`] / [`SolverConfig`] with its
 //! config struct, a row in [`PROBLEM_KINDS`] / [`SOLVER_KINDS`], and one arm in each of `parse`
@@ -19,6 +20,7 @@
 
 mod groups;
 mod problem;
+mod rule;
 mod run;
 mod solver;
 
@@ -31,6 +33,7 @@ pub use problem::{
     CleaningConfig, CleaningSource, Example1Config, PROBLEM_KINDS, ProblemConfig, QuadraticConfig,
     ReplearnConfig, Toy1dConfig,
 };
+pub use rule::{Plan, RuleSolverKeys};
 pub use run::{
     DEFAULT_MAX_RECORDS, MaxMemory, OutputSection, RunSection, StartConfig, TraceFormat,
 };
@@ -58,8 +61,11 @@ fn kinds_list(kinds: &[(&str, &str)]) -> String {
 pub struct Config {
     /// The problem.
     pub problem: ProblemConfig,
-    /// The solver.
-    pub solver: SolverConfig,
+    /// The solver (None under the defaults rule).
+    pub solver: Option<SolverConfig>,
+    /// Under the hyper-cleaning defaults rule (a cleaning config without `[solver] kind`): the
+    /// keys of its kind-less `[solver]` table, if any.
+    pub rule_solver: Option<RuleSolverKeys>,
     /// Limits and tolerances.
     pub run: RunSection,
     /// Start point.
@@ -78,12 +84,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     problem: toml::Table,
-    solver: toml::Table,
+    solver: Option<toml::Table>,
     #[serde(default)]
     run: RunSection,
     #[serde(default)]
     start: StartSection,
-    seeds: Vec<u64>,
+    seeds: Option<Vec<u64>>,
     #[serde(default)]
     output: OutputSection,
 }
@@ -149,21 +155,41 @@ impl Config {
             )
         })?;
         problem.validate()?;
-        let mut st = raw.solver;
-        let kind = take_kind(&mut st, "solver", SOLVER_KINDS)?;
-        let solver = SolverConfig::parse(&kind, st)?.ok_or_else(|| {
-            anyhow!(
-                "[solver] `kind` = \"{kind}\": unknown solver; allowed values: {}",
-                kinds_list(SOLVER_KINDS)
-            )
-        })?;
-        solver.validate()?;
+        let mut st = raw.solver.unwrap_or_default();
+        // A cleaning problem without a solver kind takes the defaults rule.
+        let rule = matches!(problem, ProblemConfig::Cleaning(_)) && !st.contains_key("kind");
+        let (solver, rule_solver) = if rule {
+            let keys: RuleSolverKeys = st.try_into().map_err(|e: toml::de::Error| {
+                anyhow!(
+                    "[solver] without `kind` (the cleaning defaults rule, which takes only `gamma` and `u_alpha` here; give `kind` for another solver): {}",
+                    one_line(&e.to_string())
+                )
+            })?;
+            keys.validate()?;
+            (None, Some(keys))
+        } else {
+            let kind = take_kind(&mut st, "solver", SOLVER_KINDS)?;
+            let solver = SolverConfig::parse(&kind, st)?.ok_or_else(|| {
+                anyhow!(
+                    "[solver] `kind` = \"{kind}\": unknown solver; allowed values: {}",
+                    kinds_list(SOLVER_KINDS)
+                )
+            })?;
+            solver.validate()?;
+            (Some(solver), None)
+        };
         raw.run.validate()?;
-        if raw.seeds.is_empty() {
+        let seeds = match raw.seeds {
+            Some(s) => s,
+            // The defaults rule needs nothing but the data: one run, seed 0.
+            None if rule => vec![0],
+            None => bail!("missing key `seeds` (one run per seed, e.g. seeds = [0, 1, 2])"),
+        };
+        if seeds.is_empty() {
             bail!("`seeds` = []: give at least one seed, e.g. seeds = [0, 1, 2]");
         }
         let mut seen = std::collections::HashSet::new();
-        if let Some(d) = raw.seeds.iter().find(|s| !seen.insert(**s)) {
+        if let Some(d) = seeds.iter().find(|s| !seen.insert(**s)) {
             bail!("`seeds` lists seed {d} twice: each seed gives one run; remove the duplicate");
         }
         let start = raw.start.resolve()?;
@@ -171,9 +197,10 @@ impl Config {
         Ok(Config {
             problem,
             solver,
+            rule_solver,
             run: raw.run,
             start,
-            seeds: raw.seeds,
+            seeds,
             output: raw.output,
             base_dir: base_dir.to_path_buf(),
             source: text.to_string(),

@@ -4,6 +4,7 @@ use super::section;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bilevel::Problem;
 use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data_with};
+use bilevel::problems::cleaning::defaults::Overrides;
 use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
 };
@@ -32,7 +33,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "cleaning",
-        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve)",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, scale_features; without [solver]: the defaults rule)",
     ),
 ];
 
@@ -129,6 +130,9 @@ pub struct CleaningConfig {
     pub u_scale: Option<f64>,
     /// "auto" (default) | "direct" | "warm-cg": linear solver of the exact least-squares solves.
     pub exact_solve: Option<ExactSolve>,
+    /// Divide each feature by its training standard deviation (default: on under the defaults
+    /// rule, off with a `[solver]`).
+    pub scale_features: Option<bool>,
 }
 
 impl CleaningConfig {
@@ -167,14 +171,15 @@ impl CleaningConfig {
         }
     }
 
-    fn build(&self, base_dir: &Path) -> Result<Cleaning> {
+    /// The data set the keys describe; the memory its sizes ask for is checked before anything
+    /// is generated or loaded.
+    pub(super) fn load(&self, base_dir: &Path) -> Result<CleaningData> {
         let seed = self.seed.unwrap_or(0);
-        // The memory the sizes ask for is checked before anything is generated or loaded.
         if let Some((n_trn, n_val, n_test, m, classes)) = self.sizes() {
             let loss = self.loss.unwrap_or(CleaningSettings::default().loss);
             Cleaning::footprint(n_trn, n_val, n_test, m, classes, loss).check_global()?;
         }
-        let data = match self.data {
+        Ok(match self.data {
             CleaningSource::Paper => {
                 let (n_trn, n_val) = (self.n_trn.unwrap_or(40), self.n_val.unwrap_or(20));
                 CleaningData::paper_regime(
@@ -249,7 +254,24 @@ impl CleaningConfig {
                 }
                 data
             }
-        };
+        })
+    }
+
+    /// The problem-side keys given explicitly, as overrides of the defaults rule.
+    pub(super) fn overrides(&self) -> Overrides {
+        Overrides {
+            loss: self.loss,
+            lambda: self.lambda,
+            scale_features: self.scale_features,
+            bound: self.bound,
+            u_scale: self.u_scale,
+            exact_solve: self.exact_solve,
+            ..Overrides::default()
+        }
+    }
+
+    fn build(&self, base_dir: &Path) -> Result<Cleaning> {
+        let data = self.load(base_dir)?;
         cleaning_problem(self, data)
     }
 }
@@ -374,6 +396,7 @@ impl ProblemConfig {
                 bound: None,
                 u_scale: None,
                 exact_solve: None,
+                scale_features: None,
             })),
             _ => return None,
         })
@@ -545,6 +568,8 @@ pub fn cleaning_problem(cfg: &CleaningConfig, data: CleaningData) -> Result<Clea
             bound: cfg.bound.unwrap_or(d.bound),
             u_scale: cfg.u_scale.unwrap_or(d.u_scale),
             exact_solve: cfg.exact_solve.unwrap_or(d.exact_solve),
+            scale_features: cfg.scale_features.unwrap_or(false),
+            ..d
         },
     )?)
 }

@@ -28,6 +28,8 @@ pub struct RunSection {
     pub target: Option<f64>,
     /// Stop near the penalty optimum.
     pub dist_tol: Option<f64>,
+    /// Stop when grad_u falls to this times its first value (cleaning's defaults rule: 0.5).
+    pub grad_u_rel_tol: Option<f64>,
     /// Wall-time budget per run.
     pub max_time_s: Option<f64>,
     /// Monitor's inner steps per record (problems without an exact g*).
@@ -48,6 +50,7 @@ impl Default for RunSection {
             rel_tol: None,
             target: None,
             dist_tol: None,
+            grad_u_rel_tol: None,
             max_time_s: None,
             monitor_inner_steps: d.monitor_inner_steps,
             divergence_factor: d.divergence_factor,
@@ -89,6 +92,7 @@ impl RunSection {
             rel_tol: self.rel_tol,
             target: self.target,
             dist_tol: self.dist_tol,
+            grad_u_rel_tol: self.grad_u_rel_tol,
             divergence_factor: self.divergence_factor,
             max_time_s: self.max_time_s,
             seed,

@@ -242,6 +242,9 @@ impl Cleaning {
             "Every model is trained at the problem's λ = {} with the same loss.",
             self.s.lambda
         ));
+        if self.col_scale.is_some() {
+            notes.push("Features were divided by their standard deviation over the training samples before solving (λ acts on the scaled features); the accuracies are those of the model in the data's own units (model.npy, W = diag(1/σ) W_scaled), which gives the same class scores.".into());
+        }
         Ok(crate::solution::Assessment {
             title: "Cleaning result".into(),
             header: [

@@ -20,7 +20,10 @@
 //! The files, by what they hold:
 //! - `data`: splits, the checked data set, the paper-regime and Gaussian-cluster generators,
 //!   label corruption;
-//! - `settings`: the loss, the ridge λ, the box, u_scale and how the exact solves are computed;
+//! - `settings`: the loss, the ridge λ, the box, u_scale, feature scaling and how the exact
+//!   solves are computed;
+//! - `defaults`: the defaults rule (settings, solver and stop from the training and validation
+//!   data);
 //! - `loss`: per-sample losses (least squares, softmax cross-entropy), the weighted training
 //!   objective and the exact Hessian-vector product;
 //! - `exact`: the lower-level fit W(ψ): direct ridge solves on the weighted Gram (least
@@ -38,6 +41,7 @@ use faer::{Accum, Mat, MatRef, Par};
 use std::sync::{Mutex, OnceLock};
 
 mod data;
+pub mod defaults;
 mod exact;
 mod fused;
 mod loss;
@@ -80,6 +84,8 @@ pub struct Cleaning {
     /// Refreshes, preconditioned solves and their iterations, for reports.
     solve_counts: [std::sync::atomic::AtomicUsize; 3],
     val_full: OnceLock<(Mat<f64>, Mat<f64>)>,
+    /// σ_j the features were divided by (`scale_features`), to map the model back.
+    col_scale: Option<Vec<f64>>,
 }
 
 /// Tolerance of the off-diagonal Gram test that certifies the paper's regime.
@@ -108,6 +114,7 @@ impl Cleaning {
         ] {
             crate::problem::check_data_scale(what, split.x.as_ref())?;
         }
+        let (data, col_scale) = defaults::scale_features(data, s.scale_features);
         if !(s.lambda.is_finite() && s.lambda >= 0.0) {
             return Err(Error::setting(
                 "lambda",
@@ -157,6 +164,7 @@ impl Cleaning {
             warm: Mutex::default(),
             solve_counts: Default::default(),
             val_full: OnceLock::new(),
+            col_scale,
         })
     }
 
@@ -200,6 +208,24 @@ impl Cleaning {
                 &[m, m],
             ),
             CleaningLoss::SoftmaxCrossEntropy => f,
+        }
+    }
+
+    /// The σ_j each feature was divided by (`scale_features`), else None.
+    pub fn feature_scales(&self) -> Option<&[f64]> {
+        self.col_scale.as_deref()
+    }
+
+    /// The model W (column-major m × n, on the features the problem solves on) in the data's
+    /// own units: diag(1/σ) W when the features were scaled, W itself otherwise. Class scores
+    /// of a raw sample x are then x·W_user.
+    pub fn model_in_data_units(&self, v: &[f64]) -> Vec<f64> {
+        match &self.col_scale {
+            None => v.to_vec(),
+            Some(sig) => {
+                let m = sig.len();
+                v.iter().enumerate().map(|(k, &w)| w / sig[k % m]).collect()
+            }
         }
     }
 
@@ -249,11 +275,16 @@ impl Problem for Cleaning {
             CleaningLoss::SoftmaxCrossEntropy => "ce",
         };
         format!(
-            "cleaning({loss}, N={}, m={}, n={}, lambda={})",
+            "cleaning({loss}, N={}, m={}, n={}, lambda={}{})",
             self.data.train.len(),
             self.data.features(),
             self.data.classes,
-            self.s.lambda
+            self.s.lambda,
+            if self.col_scale.is_some() {
+                ", features scaled"
+            } else {
+                ""
+            }
         )
     }
 
@@ -486,10 +517,14 @@ impl Problem for Cleaning {
             ),
             View::matrix(
                 "model",
-                "the linear model W (features × classes): class scores are x·W",
+                if self.col_scale.is_some() {
+                    "the linear model W (features × classes) in the data's own units (mapped back from the scaled features the problem solves on, W = diag(1/σ) W_scaled): class scores are x·W"
+                } else {
+                    "the linear model W (features × classes): class scores are x·W"
+                },
                 m,
                 n,
-                v,
+                &self.model_in_data_units(v),
             ),
         ];
         if let Some(names) = &self.data.class_names {

@@ -31,6 +31,11 @@ pub struct CleaningSettings {
     pub u_scale: f64,
     /// How the exact least-squares solves (g* and the v block) are computed.
     pub exact_solve: ExactSolve,
+    /// Divide each feature by its standard deviation over the training samples (1 where it is
+    /// 0; no centring) before solving; λ then acts on the scaled features. The model is mapped
+    /// back to the data's own units (W_user = diag(1/σ) W) in the `model` solution view. On
+    /// under the defaults rule ([`super::defaults`]), off otherwise.
+    pub scale_features: bool,
 }
 
 /// Linear solver of the exact least-squares solves (g* and the v block of L_γ).
@@ -59,6 +64,7 @@ impl Default for CleaningSettings {
             bound: 10.0,
             u_scale: 1.0,
             exact_solve: ExactSolve::Auto,
+            scale_features: false,
         }
     }
 }
