@@ -425,6 +425,13 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         .problem
         .build(&cfg.base_dir)
         .with_context(|| format!("building the problem of {}", config.display()))?;
+    if cfg.observe.flatness && !problem.has_ll_solution() {
+        bail!(
+            "in config file {}: [observe] flatness = true needs a problem with a closed-form lower-level solution w*(u); {} has none",
+            config.display(),
+            problem.name()
+        );
+    }
     // Check every start before spending time on any run.
     let starts = cfg
         .seeds
@@ -450,14 +457,26 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         let mut opts = cfg.run.options(seed);
         opts.interrupt = Some(interrupt.clone());
         let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
+        let mut flatness = cfg.observe.flatness.then(|| {
+            let mut o = bilevel::diagnostics::FlatnessObserver::new(problem.as_ref());
+            if let Some(n) = cfg.observe.flatness_samples {
+                o.samples = n;
+            }
+            o
+        });
+        let mut observers: Vec<&mut dyn bilevel::trace::Observer> = vec![&mut bar];
+        if let Some(o) = flatness.as_mut() {
+            observers.push(o);
+        }
         let res = bilevel::run(
             problem.as_ref(),
             solver.as_mut(),
             u0,
             v0,
             &opts,
-            &mut [&mut bar],
+            &mut observers,
         );
+        drop(observers);
         drop(bar);
         solver_name = solver.name();
         let (trace, status, error, point) = match res {
@@ -656,23 +675,49 @@ pub fn convergence_figure(traces: &[&Trace], solver: &str) -> Figure {
         curves("upper-level objective", "f", "f", false)
     };
     let g_src = traces.first().map_or("exact", |t| t.g_star_source.as_str());
+    let mut panels = vec![
+        first,
+        second,
+        curves("lower-level gap", "g − g*", "ll_gap", true),
+        curves("stationarity", "‖∇L_γ‖", "grad_norm", true),
+    ];
+    // The flatness observer's columns ([observe] flatness = true).
+    let flat = traces
+        .first()
+        .is_some_and(|t| t.extra_names.iter().any(|n| n == "grad_reduced"));
+    if flat {
+        panels.push(curves(
+            "reduced gradient (exact responses)",
+            "‖∇F_γ(u)‖",
+            "grad_reduced",
+            true,
+        ));
+        if has("flatness_floor") {
+            panels.push(curves(
+                "flatness floor",
+                "(δ/max gap)^{2(α−1)/α}",
+                "flatness_floor",
+                false,
+            ));
+        }
+    }
     Figure {
         name: "convergence".into(),
         caption: format!(
-            "{solver} on {}: penalty objective, upper-level objective, lower-level gap g − g* (g* {g_src}) and gradient norm of L_γ against iterations{}.",
+            "{solver} on {}: penalty objective, upper-level objective, lower-level gap g − g* (g* {g_src}) and gradient norm of L_γ{} against iterations{}.",
             traces.first().map_or("", |t| t.problem.as_str()),
+            if flat {
+                "; the flatness observer's ‖∇F_γ(u)‖ with exact responses w*(u), v_γ*(u) and the floor of its flatness fit"
+            } else {
+                ""
+            },
             if traces.len() > 1 {
                 " (median over seeds, shaded 10–90%)"
             } else {
                 ""
             }
         ),
-        panels: vec![
-            first,
-            second,
-            curves("lower-level gap", "g − g*", "ll_gap", true),
-            curves("stationarity", "‖∇L_γ‖", "grad_norm", true),
-        ],
+        panels,
     }
 }
 

@@ -237,7 +237,8 @@ impl FlatnessRow {
 /// `samples` points on the segment from w*(u) to the current v (and as many from w*(u) to
 /// v_γ*(u) where known), fits the flatness bound ([`fit_flatness`]) and records ‖∇F_γ(u)‖ with
 /// exact responses. Records with γ = 0 (methods on the nested objective) get NaN for the
-/// γ-dependent columns. The trace has no columns for observers, so the table stays here.
+/// γ-dependent columns. The rows are kept here and also added to the trace as the columns
+/// [`FlatnessObserver::COLUMNS`] (the row without `iter` and `gamma`, which every record has).
 pub struct FlatnessObserver<'a> {
     problem: &'a dyn Problem,
     /// Points per segment (end points included); below 2, no samples and no fit (only the
@@ -258,6 +259,21 @@ pub struct FlatnessObserver<'a> {
 }
 
 impl<'a> FlatnessObserver<'a> {
+    /// The trace columns this observer adds, in the order of [`FlatnessRow::values`] after
+    /// `iter` and `gamma`; the fit's columns carry a `flatness_` prefix.
+    pub const COLUMNS: [&'static str; 10] = [
+        "grad_reduced",
+        "grad_reduced_map",
+        "dropped",
+        "dist_w",
+        "dist_v_gamma",
+        "flatness_c",
+        "flatness_alpha",
+        "flatness_delta",
+        "flatness_max_gap",
+        "flatness_floor",
+    ];
+
     /// An observer for `problem` with 16 points per segment. Without an exact lower-level
     /// solution the rows hold NaN.
     pub fn new(problem: &'a dyn Problem) -> Self {
@@ -305,6 +321,17 @@ impl<'a> FlatnessObserver<'a> {
 }
 
 impl Observer for FlatnessObserver<'_> {
+    fn columns(&self) -> Vec<String> {
+        Self::COLUMNS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn values(&self, out: &mut Vec<f64>) {
+        match self.rows.last() {
+            Some(r) => out.extend_from_slice(&r.values()[2..]),
+            None => out.extend(std::iter::repeat_n(f64::NAN, Self::COLUMNS.len())),
+        }
+    }
+
     fn observe(&mut self, snap: &Snapshot<'_>) {
         let nan = f64::NAN;
         let p = self.problem;
