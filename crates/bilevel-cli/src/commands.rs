@@ -126,6 +126,38 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
     Ok(EXIT_OK)
 }
 
+/// `bilevel bench --followups`: time to ‖∇F_γ(u)‖ ≤ FOLLOWUPS_EPS·‖∇F_γ(u0)‖ on
+/// representation learning (medium) and, with Fashion-MNIST installed, on its hyper-cleaning,
+/// for PBGD (Jacobi, Gauss–Seidel), ALT-PBGD and PBGD-Free; one run each, at most `budget_s`
+/// seconds of solver time. Prints one line per run and writes followups.json under `out`.
+pub fn bench_followups(out: &Path, budget_s: f64) -> Result<u8> {
+    mkdir(out)?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut rows =
+        bilevel_bench::followups_replearn(bilevel_bench::RepSize::Medium, 0, budget_s, 10)?;
+    if Path::new(bilevel::data::FASHION_MNIST_DIR).is_dir() {
+        rows.extend(bilevel_bench::followups_cleaning(0, budget_s, 10)?);
+    } else {
+        println!(
+            "Fashion-MNIST cleaning skipped: not installed in {}",
+            bilevel::data::FASHION_MNIST_DIR
+        );
+    }
+    let json = serde_json::json!({
+        "threads": rayon::current_num_threads(),
+        "loadavg_start": load.trim(),
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "eps_relative": bilevel_bench::FOLLOWUPS_EPS,
+        "budget_s": budget_s,
+        "runs": rows,
+    });
+    write(
+        &out.join("followups.json"),
+        &serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(EXIT_OK)
+}
+
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a claim failed, a run diverged, or a check failed.
