@@ -814,7 +814,9 @@ fn applications_many_starts(ctx: &Context<'_>) -> Result<Part> {
     let opts = RunOptions {
         max_iter,
         record_every: 500,
-        target: Some(1e-14 * f0),
+        // Stop well inside the success tolerance: the accuracy rule of the gradient blocks
+        // tightens with ‖∇F_γ‖, so running on to rounding level costs most of the time.
+        target: Some(1e-11 * f0),
         seed: CLEAN_SEED,
         interrupt: ctx.interrupt.clone(),
         ..RunOptions::default()
