@@ -10,11 +10,13 @@
 //! - `timing`: medians, rounds and whole-run repetitions;
 //! - `cost`: flops and bytes of each kernel, roofline floors, the roofline table;
 //! - `export`: what the exported cases hold (case.json);
-//! - `replearn`, `cleaning`: the cases of each application.
+//! - `replearn`, `cleaning`: the cases of each application;
+//! - `followups`: time to a fixed ‖∇F_γ‖ for PBGD, ALT-PBGD and PBGD-Free.
 
 mod cleaning;
 mod cost;
 mod export;
+mod followups;
 mod rates;
 mod replearn;
 mod timing;
@@ -28,6 +30,7 @@ pub use cost::{
     print_roofline, replearn_iteration_cost,
 };
 pub use export::{ExportedCase, update_label};
+pub use followups::{FOLLOWUPS_EPS, FollowupsRow, followups_cleaning, followups_replearn};
 pub use rates::{
     MachineRates, core_round_trip_ns, gemm_gflops, measure, read_gbs, set_threads_from_env,
 };

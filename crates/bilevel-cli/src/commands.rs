@@ -126,6 +126,38 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
     Ok(EXIT_OK)
 }
 
+/// `bilevel bench --followups`: time to ‖∇F_γ(u)‖ ≤ FOLLOWUPS_EPS·‖∇F_γ(u0)‖ on
+/// representation learning (medium) and, with Fashion-MNIST installed, on its hyper-cleaning,
+/// for PBGD (Jacobi, Gauss–Seidel), ALT-PBGD and PBGD-Free; one run each, at most `budget_s`
+/// seconds of solver time. Prints one line per run and writes followups.json under `out`.
+pub fn bench_followups(out: &Path, budget_s: f64) -> Result<u8> {
+    mkdir(out)?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut rows =
+        bilevel_bench::followups_replearn(bilevel_bench::RepSize::Medium, 0, budget_s, 10)?;
+    if Path::new(bilevel::data::FASHION_MNIST_DIR).is_dir() {
+        rows.extend(bilevel_bench::followups_cleaning(0, budget_s, 10)?);
+    } else {
+        println!(
+            "Fashion-MNIST cleaning skipped: not installed in {}",
+            bilevel::data::FASHION_MNIST_DIR
+        );
+    }
+    let json = serde_json::json!({
+        "threads": rayon::current_num_threads(),
+        "loadavg_start": load.trim(),
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "eps_relative": bilevel_bench::FOLLOWUPS_EPS,
+        "budget_s": budget_s,
+        "runs": rows,
+    });
+    write(
+        &out.join("followups.json"),
+        &serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(EXIT_OK)
+}
+
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a claim failed, a run diverged, or a check failed.
@@ -436,6 +468,13 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         .plan()
         .with_context(|| format!("building the problem of {}", config.display()))?;
     let problem = &plan.problem;
+    if cfg.observe.flatness && !problem.has_ll_solution() {
+        bail!(
+            "in config file {}: [observe] flatness = true needs a problem with a closed-form lower-level solution w*(u); {} has none",
+            config.display(),
+            problem.name()
+        );
+    }
     // Check every start before spending time on any run.
     let starts = cfg
         .seeds
@@ -478,14 +517,26 @@ pub fn run(config: &Path, out: &Path, force: bool, interrupt: Arc<AtomicBool>) -
         let mut opts = plan.options(&cfg, seed);
         opts.interrupt = Some(interrupt.clone());
         let mut bar = RunBar::new(&format!("seed {seed}"), opts.max_iter);
+        let mut flatness = cfg.observe.flatness.then(|| {
+            let mut o = bilevel::diagnostics::FlatnessObserver::new(problem.as_ref());
+            if let Some(n) = cfg.observe.flatness_samples {
+                o.samples = n;
+            }
+            o
+        });
+        let mut observers: Vec<&mut dyn bilevel::trace::Observer> = vec![&mut bar];
+        if let Some(o) = flatness.as_mut() {
+            observers.push(o);
+        }
         let res = bilevel::run(
             problem.as_ref(),
             solver.as_mut(),
             u0,
             v0,
             &opts,
-            &mut [&mut bar],
+            &mut observers,
         );
+        drop(observers);
         drop(bar);
         solver_name = solver.name();
         let (trace, status, error, point) = match res {
@@ -692,23 +743,49 @@ pub fn convergence_figure(traces: &[&Trace], solver: &str) -> Figure {
         curves("upper-level objective", "f", "f", false)
     };
     let g_src = traces.first().map_or("exact", |t| t.g_star_source.as_str());
+    let mut panels = vec![
+        first,
+        second,
+        curves("lower-level gap", "g − g*", "ll_gap", true),
+        curves("stationarity", "‖∇L_γ‖", "grad_norm", true),
+    ];
+    // The flatness observer's columns ([observe] flatness = true).
+    let flat = traces
+        .first()
+        .is_some_and(|t| t.extra_names.iter().any(|n| n == "grad_reduced"));
+    if flat {
+        panels.push(curves(
+            "reduced gradient (exact responses)",
+            "‖∇F_γ(u)‖",
+            "grad_reduced",
+            true,
+        ));
+        if has("flatness_floor") {
+            panels.push(curves(
+                "flatness floor",
+                "(δ/max gap)^{2(α−1)/α}",
+                "flatness_floor",
+                false,
+            ));
+        }
+    }
     Figure {
         name: "convergence".into(),
         caption: format!(
-            "{solver} on {}: penalty objective, upper-level objective, lower-level gap g − g* (g* {g_src}) and gradient norm of L_γ against iterations{}.",
+            "{solver} on {}: penalty objective, upper-level objective, lower-level gap g − g* (g* {g_src}) and gradient norm of L_γ{} against iterations{}.",
             traces.first().map_or("", |t| t.problem.as_str()),
+            if flat {
+                "; the flatness observer's ‖∇F_γ(u)‖ with exact responses w*(u), v_γ*(u) and the floor of its flatness fit"
+            } else {
+                ""
+            },
             if traces.len() > 1 {
                 " (median over seeds, shaded 10–90%)"
             } else {
                 ""
             }
         ),
-        panels: vec![
-            first,
-            second,
-            curves("lower-level gap", "g − g*", "ll_gap", true),
-            curves("stationarity", "‖∇L_γ‖", "grad_norm", true),
-        ],
+        panels,
     }
 }
 

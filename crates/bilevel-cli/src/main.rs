@@ -68,6 +68,13 @@ enum Cmd {
         /// installed, the `cleaning` experiment's whole run on it.
         #[arg(long)]
         cleaning: bool,
+        /// Instead: time PBGD, ALT-PBGD and PBGD-Free to a fixed ‖∇F_γ(u)‖ on representation
+        /// learning (medium) and Fashion-MNIST cleaning (docs/performance.md).
+        #[arg(long)]
+        followups: bool,
+        /// Solver-time budget per run of --followups, seconds.
+        #[arg(long, default_value_t = 120.0)]
+        budget: f64,
     },
     /// List problems, solvers and experiments.
     List,
@@ -129,7 +136,15 @@ fn main_inner() -> Result<u8> {
             sizes,
             check_iters,
             cleaning,
-        } => commands::bench(&out, &sizes, check_iters, cleaning),
+            followups,
+            budget,
+        } => {
+            if followups {
+                commands::bench_followups(&out, budget)
+            } else {
+                commands::bench(&out, &sizes, check_iters, cleaning)
+            }
+        }
         Cmd::List => {
             commands::list();
             Ok(commands::EXIT_OK)

@@ -217,3 +217,55 @@ fn list_names_problems_solvers_experiments() {
         assert!(out.contains(e.name()) && out.contains(e.title()));
     }
 }
+
+#[test]
+fn flatness_observer_adds_trace_columns() {
+    let tmp = temp_dir("flatness-cols");
+    let cfg = tmp.join("alt.toml");
+    write(
+        &cfg,
+        r#"
+seeds = [0]
+[problem]
+kind = "counterexample"
+[solver]
+kind = "alt-pbgd"
+gamma = 10.0
+v_block = "gradient"
+w_block = "gradient"
+inner_steps = 5
+[run]
+max_iter = 200
+record_every = 10
+[start]
+u0 = [1.0]
+v0 = [-3.0]
+[observe]
+flatness = true
+[output]
+formats = ["csv", "json"]
+"#,
+    );
+    let out = tmp.join("out");
+    let o = bilevel(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("traces/seed0.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let k = header.iter().position(|c| *c == "grad_reduced").unwrap();
+    assert!(header.contains(&"flatness_floor"), "{header:?}");
+    // ALT-PBGD reaches u = −5, where ∇F_γ = 2u + 10 = 0.
+    let last: f64 = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(k)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last < 1e-3, "‖∇F_γ‖ at the end: {last}");
+    let json = std::fs::read_to_string(out.join("traces/seed0.json")).unwrap();
+    assert!(json.contains("\"extra_names\""));
+    assert_png(&out.join("figures/convergence.png"));
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -302,6 +302,7 @@ impl Monitor {
             l_gap,
             dist_opt,
             metrics: problem.metrics(u, v),
+            extra: Vec::new(),
         }
     }
 }
@@ -348,6 +349,7 @@ pub fn run(
         seed: opts.seed,
         g_star_source: monitor.g_star_source().to_string(),
         metric_names: problem.metric_names(),
+        extra_names: observers.iter().flat_map(|o| o.columns()).collect(),
         records: Vec::new(),
         status: None,
     };
@@ -364,11 +366,11 @@ pub fn run(
             solver.ll_estimate(),
         )
     };
-    let first = take(&state, solver, &mut monitor);
+    let mut first = take(&state, solver, &mut monitor);
     check_first_record(&first)?;
     let scale = first.l_gamma.abs().max(1.0);
     let mut prev_l = first.l_gamma;
-    notify(observers, &first, &state, opts.max_iter);
+    notify(observers, &mut first, &state, opts.max_iter);
     let mut last_recorded = 0usize;
     let grad_u0 = first.grad_u;
     let mut status = stop_check(opts, &first, None, grad_u0);
@@ -435,9 +437,9 @@ pub fn run(
             ));
         }
         if recording {
-            let rec = take(&state, solver, &mut monitor);
+            let mut rec = take(&state, solver, &mut monitor);
             last_recorded = state.iter;
-            notify(observers, &rec, &state, opts.max_iter);
+            notify(observers, &mut rec, &state, opts.max_iter);
             if !rec.l_gamma.is_finite() || rec.l_gamma > opts.divergence_factor * scale {
                 let reason = format!(
                     "L_gamma grew from {:.3e} at the start to {:.3e}",
@@ -455,8 +457,8 @@ pub fn run(
         }
     }
     if last_recorded != state.iter {
-        let rec = take(&state, solver, &mut monitor);
-        notify(observers, &rec, &state, opts.max_iter);
+        let mut rec = take(&state, solver, &mut monitor);
+        notify(observers, &mut rec, &state, opts.max_iter);
         push(&mut trace, rec, opts.keep_records);
     }
     let status = status.unwrap_or(Status::MaxIterations);
@@ -558,7 +560,8 @@ fn check_first_record(r: &Record) -> Result<()> {
     }
 }
 
-fn notify(observers: &mut [&mut dyn Observer], rec: &Record, state: &State, max_iter: usize) {
+/// Shows the record to every observer, then appends their columns to it.
+fn notify(observers: &mut [&mut dyn Observer], rec: &mut Record, state: &State, max_iter: usize) {
     let snap = Snapshot {
         record: rec,
         u: &state.u,
@@ -568,6 +571,11 @@ fn notify(observers: &mut [&mut dyn Observer], rec: &Record, state: &State, max_
     for o in observers.iter_mut() {
         o.observe(&snap);
     }
+    let mut extra = Vec::new();
+    for o in observers.iter() {
+        o.values(&mut extra);
+    }
+    rec.extra = extra;
 }
 
 fn push(trace: &mut Trace, rec: Record, keep: bool) {

@@ -111,5 +111,6 @@ fn nan_record() -> Record {
         l_gap: f64::NAN,
         dist_opt: f64::NAN,
         metrics: Vec::new(),
+        extra: Vec::new(),
     }
 }

@@ -40,6 +40,10 @@ pub struct Record {
     pub dist_opt: f64,
     /// Problem-specific metrics, named in [`Trace::metric_names`].
     pub metrics: Vec<f64>,
+    /// Columns contributed by observers ([`Observer::columns`]), named in
+    /// [`Trace::extra_names`]; empty without such observers (and then absent from JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<f64>,
 }
 
 impl Record {
@@ -81,6 +85,9 @@ pub struct Trace {
     pub g_star_source: String,
     /// Names of the problem-specific metric columns.
     pub metric_names: Vec<String>,
+    /// Names of the observers' columns, after the metrics (absent from JSON when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_names: Vec<String>,
     /// The records, in iteration order.
     pub records: Vec<Record>,
     /// How the run ended.
@@ -104,6 +111,11 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
+/// Observer column `j` of a record (NaN when the record has none).
+fn extra_at(r: &Record, j: usize) -> f64 {
+    r.extra.get(j).copied().unwrap_or(f64::NAN)
+}
+
 impl Trace {
     /// Last record, if any.
     pub fn last(&self) -> Option<&Record> {
@@ -116,6 +128,7 @@ impl Trace {
             .iter()
             .map(|s| s.to_string())
             .chain(self.metric_names.iter().cloned())
+            .chain(self.extra_names.iter().cloned())
             .collect()
     }
 
@@ -136,6 +149,8 @@ impl Trace {
                 row.push(fmt_num(x));
             }
             row.extend(r.metrics.iter().map(|&x| fmt_num(x)));
+            // A record no observer saw (the one at a non-finite iterate) has no extras.
+            row.extend((0..self.extra_names.len()).map(|j| fmt_num(extra_at(r, j))));
             wr.write_record(&row).map_err(err)?;
         }
         wr.flush().map_err(|e| Error::Write {
@@ -181,10 +196,13 @@ impl Trace {
             "f_gap" => Box::new(|r| r.f_gap),
             "l_gap" => Box::new(|r| r.l_gap),
             "dist_opt" => Box::new(|r| r.dist_opt),
-            other => {
-                let j = self.metric_names.iter().position(|n| n == other)?;
-                Box::new(move |r| r.metrics[j])
-            }
+            other => match self.metric_names.iter().position(|n| n == other) {
+                Some(j) => Box::new(move |r| r.metrics[j]),
+                None => {
+                    let j = self.extra_names.iter().position(|n| n == other)?;
+                    Box::new(move |r| extra_at(r, j))
+                }
+            },
         };
         Some(
             self.records
@@ -209,6 +227,7 @@ impl Trace {
                         r.f_gap, r.l_gap, r.dist_opt,
                     ];
                     v.extend(&r.metrics);
+                    v.extend(&r.extra);
                     (r.iter, v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
                 };
                 bits(&a) == bits(&b)
@@ -231,11 +250,21 @@ pub struct Snapshot<'a> {
 
 /// Sees every record as it is made. Progress bars, streaming writers, trajectory recorders and
 /// custom diagnostics are observers.
+///
+/// An observer may also add columns to the trace: [`Observer::columns`] names them once at the
+/// start of the run, and after each [`Observer::observe`] the run appends the observer's
+/// [`Observer::values`] to the record's `extra` (in the order the observers were passed).
 pub trait Observer {
     /// Called for each record.
     fn observe(&mut self, snap: &Snapshot<'_>);
     /// Called once when the run ends.
     fn finish(&mut self, _status: &Status) {}
+    /// Names of the columns this observer adds to every record (default: none).
+    fn columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Appends this observer's values at the record it last observed, one per column.
+    fn values(&self, _out: &mut Vec<f64>) {}
 }
 
 /// Keeps the iterates at every record (trajectories for figures).

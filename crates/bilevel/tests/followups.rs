@@ -284,3 +284,45 @@ fn followups_experiment_passes() {
     let r = run_experiment(false);
     assert!(r.passed(), "a claim failed");
 }
+
+#[test]
+fn observer_columns_reach_the_trace_and_leave_it_unchanged_without_them() {
+    let p = Counterexample;
+    let mut plain = PbgdFree::new(10.0);
+    let base = run(&p, &mut plain, &[1.0], &[-2.0], &opts(50), &mut []).unwrap();
+    let mut obs = FlatnessObserver::new(&p);
+    let mut s = PbgdFree::new(10.0);
+    let with = run(&p, &mut s, &[1.0], &[-2.0], &opts(50), &mut [&mut obs]).unwrap();
+    // The observer adds columns; every other number is the same.
+    assert!(base.trace.extra_names.is_empty());
+    assert!(base.trace.records.iter().all(|r| r.extra.is_empty()));
+    assert_eq!(with.trace.extra_names, FlatnessObserver::COLUMNS);
+    let mut stripped = with.trace.clone();
+    stripped.extra_names.clear();
+    stripped.records.iter_mut().for_each(|r| r.extra.clear());
+    assert!(stripped.same_numbers(&base.trace));
+    // The columns hold the observer's rows.
+    for (r, row) in with.trace.records.iter().zip(&obs.rows) {
+        assert_eq!(r.iter, row.iter);
+        assert_eq!(r.extra.len(), FlatnessObserver::COLUMNS.len());
+        assert_eq!(r.extra[0].to_bits(), row.grad_reduced.to_bits());
+        assert_eq!(r.extra[9].to_bits(), row.floor.to_bits());
+    }
+    let floor = with.trace.series("flatness_floor").unwrap();
+    assert_eq!(floor.len(), with.trace.records.len());
+    // CSV: the base columns, then the observer's; JSON without observers has no extra keys.
+    let mut csv = Vec::new();
+    with.trace.write_csv(&mut csv).unwrap();
+    let header = String::from_utf8(csv).unwrap();
+    let header = header.lines().next().unwrap();
+    assert!(
+        header.ends_with(&FlatnessObserver::COLUMNS.join(",")),
+        "{header}"
+    );
+    let json = serde_json::to_string(&base.trace).unwrap();
+    assert!(!json.contains("extra"), "{json}");
+    let json = serde_json::to_string(&with.trace).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["extra_names"][9], "flatness_floor");
+    assert_eq!(v["records"][0]["extra"].as_array().unwrap().len(), 10);
+}

@@ -19,27 +19,29 @@
 //! groups in `SolverKeys::read`.
 
 mod groups;
+mod observe;
 mod problem;
 mod rule;
 mod run;
 mod solver;
 
 pub use groups::{InnerKind, InnerLoopKeys, RampKeys, SmoothnessConfig, StepKeys};
+pub use observe::ObserveSection;
 pub use problem::{
     CleaningArrays, build_cleaning, build_replearn, cleaning_from_arrays, cleaning_problem,
     replearn_from_data,
 };
 pub use problem::{
-    CleaningConfig, CleaningSource, Example1Config, PROBLEM_KINDS, ProblemConfig, QuadraticConfig,
-    ReplearnConfig, Toy1dConfig,
+    CleaningConfig, CleaningSource, CounterexampleConfig, Example1Config, PROBLEM_KINDS,
+    ProblemConfig, QuadraticConfig, ReplearnConfig, Toy1dConfig,
 };
 pub use rule::{Plan, RuleSolverKeys};
 pub use run::{
     DEFAULT_MAX_RECORDS, MaxMemory, OutputSection, RunSection, StartConfig, TraceFormat,
 };
 pub use solver::{
-    AidConfig, AidSolve, BomeConfig, F2saConfig, ItdConfig, PbgdConfig, SOLVER_KINDS, SolverConfig,
-    VPbgdConfig,
+    AidConfig, AidSolve, AltPbgdConfig, BomeConfig, F2saConfig, ItdConfig, PbgdConfig,
+    PbgdFreeConfig, SOLVER_KINDS, SolverConfig, VPbgdConfig,
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -74,6 +76,8 @@ pub struct Config {
     pub seeds: Vec<u64>,
     /// What to write.
     pub output: OutputSection,
+    /// Diagnostics attached to the runs.
+    pub observe: ObserveSection,
     /// Directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
     /// The file's text, copied into the report.
@@ -92,6 +96,8 @@ struct RawConfig {
     seeds: Option<Vec<u64>>,
     #[serde(default)]
     output: OutputSection,
+    #[serde(default)]
+    observe: ObserveSection,
 }
 
 /// Deserializes a `[problem]` / `[solver]` table (without `kind`) into a kind's struct, with
@@ -139,7 +145,7 @@ impl Config {
             let msg = e.to_string();
             if e.message().starts_with("unknown field") {
                 anyhow!(
-                    "{}\n(allowed top-level keys and tables: seeds, [problem], [solver], [run], [start], [output])",
+                    "{}\n(allowed top-level keys and tables: seeds, [problem], [solver], [run], [start], [output], [observe])",
                     msg.trim_end()
                 )
             } else {
@@ -194,6 +200,7 @@ impl Config {
         }
         let start = raw.start.resolve()?;
         raw.output.validate()?;
+        raw.observe.validate()?;
         Ok(Config {
             problem,
             solver,
@@ -202,6 +209,7 @@ impl Config {
             start,
             seeds,
             output: raw.output,
+            observe: raw.observe,
             base_dir: base_dir.to_path_buf(),
             source: text.to_string(),
         })

@@ -9,7 +9,7 @@ use bilevel::problems::cleaning::{
     Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
 };
 use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
-use bilevel::problems::{Example1, Quadratic, Toy1d};
+use bilevel::problems::{Counterexample, Example1, Quadratic, Toy1d};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,10 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
         "cleaning",
         "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, scale_features; without [solver]: the defaults rule)",
     ),
+    (
+        "counterexample",
+        "PBGD-Free's counterexample: f = 10v + u², g = (v − u + 1)², u in [−8, 1.5] (no keys)",
+    ),
 ];
 
 /// The problem of a run.
@@ -50,6 +54,8 @@ pub enum ProblemConfig {
     Replearn(ReplearnConfig),
     /// Data hyper-cleaning.
     Cleaning(Box<CleaningConfig>),
+    /// The PBGD-Free counterexample.
+    Counterexample(CounterexampleConfig),
 }
 
 /// `kind = "replearn"`: a generated instance of a regime, or data files.
@@ -309,6 +315,11 @@ impl ReplearnConfig {
 #[serde(deny_unknown_fields)]
 pub struct Example1Config {}
 
+/// `kind = "counterexample"`: no further keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterexampleConfig {}
+
 /// `kind = "toy1d"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +371,7 @@ impl ProblemConfig {
             "quadratic" => Self::Quadratic(section(table, s, kind)?),
             "replearn" => Self::Replearn(section(table, s, kind)?),
             "cleaning" => Self::Cleaning(section(table, s, kind)?),
+            "counterexample" => Self::Counterexample(section(table, s, kind)?),
             _ => return Ok(None),
         }))
     }
@@ -368,6 +380,7 @@ impl ProblemConfig {
     pub fn default_for(kind: &str, seed: u64) -> Option<Self> {
         Some(match kind {
             "example1" => Self::Example1(Example1Config {}),
+            "counterexample" => Self::Counterexample(CounterexampleConfig {}),
             "toy1d" => Self::Toy1d(Toy1dConfig::default()),
             "quadratic" => Self::Quadratic(QuadraticConfig {
                 du: Some(4),
@@ -404,7 +417,7 @@ impl ProblemConfig {
 
     pub(super) fn validate(&self) -> Result<()> {
         match self {
-            Self::Example1(_) => Ok(()),
+            Self::Example1(_) | Self::Counterexample(_) => Ok(()),
             Self::Replearn(c) => {
                 for (k, v) in [("noise", c.noise), ("cond", c.cond)] {
                     if let Some(x) = v
@@ -509,6 +522,7 @@ impl ProblemConfig {
     pub fn build(&self, base_dir: &Path) -> Result<Box<dyn Problem>> {
         Ok(match self {
             Self::Example1(_) => Box::new(Example1),
+            Self::Counterexample(_) => Box::new(Counterexample),
             Self::Toy1d(c) => Box::new(Toy1d::new(c.lo, c.hi)?),
             Self::Quadratic(c) => {
                 let du = c.du.unwrap_or(0);
@@ -544,6 +558,7 @@ impl ProblemConfig {
             Self::Quadratic(_) => "quadratic",
             Self::Replearn(_) => "replearn",
             Self::Cleaning(_) => "cleaning",
+            Self::Counterexample(_) => "counterexample",
         }
     }
 }

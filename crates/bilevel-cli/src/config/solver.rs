@@ -7,7 +7,8 @@ use super::groups::{
 };
 use anyhow::{Result, bail};
 use bilevel::solvers::{
-    Aid, Bome, F2sa, GammaSchedule, Itd, LinearSolve, Pbgd, Solver, StepRule, Update, VBlock,
+    Aid, AltPbgd, Bome, F2sa, GammaSchedule, InnerRule, Itd, LinearSolve, Pbgd, PbgdFree,
+    ReducedStep, Solver, StepRule, Update, VBlock,
 };
 use serde::Deserialize;
 
@@ -37,6 +38,14 @@ pub const SOLVER_KINDS: &[(&str, &str)] = &[
         "itd",
         "iterative differentiation on F through inner_steps unrolled steps (keys: inner_steps, beta)",
     ),
+    (
+        "alt-pbgd",
+        "ALT-PBGD: descent on F_gamma(u) = min_v L_gamma, step from F_gamma's estimated smoothness (keys: gamma, v_block, w_block, inner_steps or inner_rho/inner_max_steps, c or alpha, reduced_smoothness)",
+    ),
+    (
+        "pbgd-free",
+        "PBGD-Free: K warm v steps then u along grad_u f only, no value function (keys: gamma, v_steps, beta, c or alpha)",
+    ),
 ];
 
 /// The solver of a run.
@@ -54,6 +63,10 @@ pub enum SolverConfig {
     Aid(AidConfig),
     /// ITD.
     Itd(ItdConfig),
+    /// ALT-PBGD.
+    AltPbgd(AltPbgdConfig),
+    /// PBGD-Free.
+    PbgdFree(PbgdFreeConfig),
 }
 
 impl SolverConfig {
@@ -65,6 +78,8 @@ impl SolverConfig {
             "bome" => Self::Bome(read_solver(table, kind)?),
             "aid" => Self::Aid(read_solver(table, kind)?),
             "itd" => Self::Itd(read_solver(table, kind)?),
+            "alt-pbgd" => Self::AltPbgd(read_solver(table, kind)?),
+            "pbgd-free" => Self::PbgdFree(read_solver(table, kind)?),
             _ => return Ok(None),
         }))
     }
@@ -83,6 +98,8 @@ impl SolverConfig {
             Self::Bome(c) => Box::new(c.build()?),
             Self::Aid(c) => Box::new(c.build()?),
             Self::Itd(c) => Box::new(c.build()?),
+            Self::AltPbgd(c) => Box::new(c.build()?),
+            Self::PbgdFree(c) => Box::new(c.build()?),
         })
     }
 }
@@ -605,6 +622,177 @@ impl ItdConfig {
     }
 }
 
+/// The u step of the reduced methods from `c` / `alpha`: η = c/ℓ (ℓ the smoothness of F_γ for
+/// ALT-PBGD, of f for PBGD-Free) or a fixed η.
+fn reduced_step(step: &StepKeys) -> Result<Option<ReducedStep>> {
+    Ok(step.rule()?.map(|r| match r {
+        StepRule::Smoothness { c } => ReducedStep::Smoothness { c },
+        StepRule::Fixed(a) => ReducedStep::Fixed(a),
+        // `rule` makes only the two above.
+        other => unreachable!("StepKeys gave {other:?}"),
+    }))
+}
+
+/// A required fixed γ.
+fn fixed_gamma(gamma: Option<f64>) -> Result<f64> {
+    let Some(g) = gamma else {
+        bail!("[solver] missing key `gamma` (the penalty constant, e.g. gamma = 10)");
+    };
+    positive(
+        "gamma",
+        Some(g),
+        "the penalty constant must be finite and > 0 (typical values: 1 to 1e4)",
+    )?;
+    Ok(g)
+}
+
+/// `kind = "alt-pbgd"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AltPbgdConfig {
+    /// Fixed γ (required).
+    pub gamma: Option<f64>,
+    /// `"exact"` (v ← v_γ*(u) in closed form) or `"gradient"`; default: exact where the
+    /// problem has it.
+    pub v_block: Option<VBlock>,
+    /// `"exact"` (w ← w*(u)) or `"gradient"`; default: exact where the problem has it.
+    pub w_block: Option<VBlock>,
+    /// Fixed count of gradient steps per block and iteration (instead of the accuracy rule).
+    pub inner_steps: Option<usize>,
+    /// Accuracy rule: a block's gradient ≤ inner_rho · ‖previous u direction‖ (default 0.1).
+    pub inner_rho: Option<f64>,
+    /// Accuracy rule: at most this many steps per block and iteration (default 200).
+    pub inner_max_steps: Option<usize>,
+    /// `c` (η = c/ℓ_F, default 0.5) or `alpha` (fixed η).
+    #[serde(skip)]
+    pub step: StepKeys,
+    /// ℓ_F, the smoothness of F_γ (default: estimated at the start point).
+    pub reduced_smoothness: Option<f64>,
+    /// Smoothness overrides of f and g (the gradient blocks' steps).
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+impl SolverKeys for AltPbgdConfig {
+    const KEYS: &'static [&'static str] = &[
+        "gamma",
+        "v_block",
+        "w_block",
+        "inner_steps",
+        "inner_rho",
+        "inner_max_steps",
+        "c",
+        "alpha",
+        "reduced_smoothness",
+        "smoothness",
+    ];
+
+    fn read(mut keys: Keys) -> Result<Self, toml::de::Error> {
+        let step = keys.group()?;
+        Ok(AltPbgdConfig {
+            step,
+            ..keys.rest()?
+        })
+    }
+}
+
+impl AltPbgdConfig {
+    fn build(&self) -> Result<AltPbgd> {
+        let mut s = AltPbgd::new(fixed_gamma(self.gamma)?);
+        s.v_block = self.v_block;
+        s.w_block = self.w_block;
+        nonzero("inner_steps", self.inner_steps)?;
+        nonzero("inner_max_steps", self.inner_max_steps)?;
+        positive("inner_rho", self.inner_rho, "must be finite and > 0")?;
+        match (self.inner_steps, self.inner_rho, self.inner_max_steps) {
+            (Some(steps), None, None) => s = s.with_inner(InnerRule::Fixed { steps }),
+            (Some(_), _, _) => bail!(
+                "[solver] `inner_steps` (a fixed count) goes without `inner_rho` / `inner_max_steps` (the accuracy rule): give one rule"
+            ),
+            (None, rho, max) => {
+                let InnerRule::Accuracy {
+                    rho: rho0,
+                    max_steps: max0,
+                } = InnerRule::default()
+                else {
+                    unreachable!("the default inner rule is the accuracy rule")
+                };
+                s = s.with_inner(InnerRule::Accuracy {
+                    rho: rho.unwrap_or(rho0),
+                    max_steps: max.unwrap_or(max0),
+                });
+            }
+        }
+        if let Some(r) = reduced_step(&self.step)? {
+            s = s.with_u_step(r);
+        }
+        positive(
+            "reduced_smoothness",
+            self.reduced_smoothness,
+            "the smoothness of F_gamma must be finite and > 0",
+        )?;
+        if self.reduced_smoothness.is_some() && self.step.alpha.is_some() {
+            bail!(
+                "[solver] `reduced_smoothness` sets the step c/reduced_smoothness; with a fixed `alpha` it is unused: remove one"
+            );
+        }
+        s.reduced_smoothness = self.reduced_smoothness;
+        if let Some(sm) = SmoothnessConfig::smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
+}
+
+/// `kind = "pbgd-free"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbgdFreeConfig {
+    /// Fixed γ (required).
+    pub gamma: Option<f64>,
+    /// K, warm steps on v per iteration (default 1).
+    pub v_steps: Option<usize>,
+    /// Step β on γ⁻¹f + g (default 1/(ℓ_f/γ + ℓ_{g,vv})).
+    pub beta: Option<f64>,
+    /// `c` (η = c/ℓ_f, default 0.5) or `alpha` (fixed η).
+    #[serde(skip)]
+    pub step: StepKeys,
+    /// Smoothness overrides.
+    pub smoothness: Option<SmoothnessConfig>,
+}
+
+impl SolverKeys for PbgdFreeConfig {
+    const KEYS: &'static [&'static str] = &["gamma", "v_steps", "beta", "c", "alpha", "smoothness"];
+
+    fn read(mut keys: Keys) -> Result<Self, toml::de::Error> {
+        let step = keys.group()?;
+        Ok(PbgdFreeConfig {
+            step,
+            ..keys.rest()?
+        })
+    }
+}
+
+impl PbgdFreeConfig {
+    fn build(&self) -> Result<PbgdFree> {
+        let mut s = PbgdFree::new(fixed_gamma(self.gamma)?);
+        nonzero("v_steps", self.v_steps)?;
+        if let Some(k) = self.v_steps {
+            s = s.with_v_steps(k);
+        }
+        positive("beta", self.beta, "the v step must be finite and > 0")?;
+        if let Some(b) = self.beta {
+            s = s.with_beta(b);
+        }
+        if let Some(r) = reduced_step(&self.step)? {
+            s = s.with_u_step(r);
+        }
+        if let Some(sm) = SmoothnessConfig::smoothness(self.smoothness)? {
+            s = s.with_smoothness(sm);
+        }
+        Ok(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +833,42 @@ mod tests {
         keys_match::<BomeConfig>("bome");
         keys_match::<AidConfig>("aid");
         keys_match::<ItdConfig>("itd");
+        keys_match::<AltPbgdConfig>("alt-pbgd");
+        keys_match::<PbgdFreeConfig>("pbgd-free");
+    }
+
+    #[test]
+    fn reduced_solvers_build_their_rules() {
+        let read = |s: &str| -> AltPbgdConfig {
+            read_solver(toml::from_str(s).unwrap(), "alt-pbgd").unwrap()
+        };
+        let a = read("gamma = 100.0\ninner_steps = 3\nc = 0.25\nv_block = \"gradient\"")
+            .build()
+            .unwrap();
+        assert_eq!(a.inner, InnerRule::Fixed { steps: 3 });
+        assert_eq!(a.u_step, ReducedStep::Smoothness { c: 0.25 });
+        assert_eq!(a.v_block, Some(VBlock::Gradient));
+        let a = read("gamma = 10.0\ninner_rho = 0.5").build().unwrap();
+        assert_eq!(
+            a.inner,
+            InnerRule::Accuracy {
+                rho: 0.5,
+                max_steps: 200
+            }
+        );
+        let e = read("gamma = 10.0\ninner_steps = 3\ninner_rho = 0.5")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("one rule"), "{e}");
+        let e = read("inner_steps = 3").build().unwrap_err();
+        assert!(e.to_string().contains("gamma"), "{e}");
+        let f: PbgdFreeConfig = read_solver(
+            toml::from_str("gamma = 10.0\nv_steps = 4\nalpha = 0.1").unwrap(),
+            "pbgd-free",
+        )
+        .unwrap();
+        let f = f.build().unwrap();
+        assert_eq!((f.v_steps, f.u_step), (4, ReducedStep::Fixed(0.1)));
     }
 
     #[test]

@@ -20,7 +20,9 @@
 use crate::linalg::{dist, norm};
 use crate::penalty::Penalty;
 use crate::problem::Problem;
+use crate::problems::replearn::{RepLearning, pinv_solve};
 use crate::trace::{Observer, Snapshot};
+use faer::{Mat, MatRef};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,7 +239,8 @@ impl FlatnessRow {
 /// `samples` points on the segment from w*(u) to the current v (and as many from w*(u) to
 /// v_γ*(u) where known), fits the flatness bound ([`fit_flatness`]) and records ‖∇F_γ(u)‖ with
 /// exact responses. Records with γ = 0 (methods on the nested objective) get NaN for the
-/// γ-dependent columns. The trace has no columns for observers, so the table stays here.
+/// γ-dependent columns. The rows are kept here and also added to the trace as the columns
+/// [`FlatnessObserver::COLUMNS`] (the row without `iter` and `gamma`, which every record has).
 pub struct FlatnessObserver<'a> {
     problem: &'a dyn Problem,
     /// Points per segment (end points included); below 2, no samples and no fit (only the
@@ -258,6 +261,21 @@ pub struct FlatnessObserver<'a> {
 }
 
 impl<'a> FlatnessObserver<'a> {
+    /// The trace columns this observer adds, in the order of [`FlatnessRow::values`] after
+    /// `iter` and `gamma`; the fit's columns carry a `flatness_` prefix.
+    pub const COLUMNS: [&'static str; 10] = [
+        "grad_reduced",
+        "grad_reduced_map",
+        "dropped",
+        "dist_w",
+        "dist_v_gamma",
+        "flatness_c",
+        "flatness_alpha",
+        "flatness_delta",
+        "flatness_max_gap",
+        "flatness_floor",
+    ];
+
     /// An observer for `problem` with 16 points per segment. Without an exact lower-level
     /// solution the rows hold NaN.
     pub fn new(problem: &'a dyn Problem) -> Self {
@@ -305,6 +323,17 @@ impl<'a> FlatnessObserver<'a> {
 }
 
 impl Observer for FlatnessObserver<'_> {
+    fn columns(&self) -> Vec<String> {
+        Self::COLUMNS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn values(&self, out: &mut Vec<f64>) {
+        match self.rows.last() {
+            Some(r) => out.extend_from_slice(&r.values()[2..]),
+            None => out.extend(std::iter::repeat_n(f64::NAN, Self::COLUMNS.len())),
+        }
+    }
+
     fn observe(&mut self, snap: &Snapshot<'_>) {
         let nan = f64::NAN;
         let p = self.problem;
@@ -372,4 +401,90 @@ impl Observer for FlatnessObserver<'_> {
         }
         self.rows.push(row);
     }
+}
+
+/// Representation learning with a closed-form penalty response, for the flatness observer and
+/// [`reduced_gradient_norm`]:
+/// v_γ†(u), the least-norm minimizer of L_γ(u, ·) = ½‖X_val W1 W2 − Y_val‖² +
+/// γ ½‖X_trn W1 W2 − Y_trn‖² (+ const), from the stacked least-squares problem. The minimizer is
+/// not unique when h > N + N' (so neither is ∇F_γ by Danskin); the least-norm selection, like
+/// the least-norm w*(u) of the problem, makes ‖∇F_γ(u)‖ a well-defined measurement, and it is 0
+/// at the certified optimum (every residual is 0 there). Meant for measurements: solvers run on
+/// the problem itself.
+pub struct LeastNormResponses<'a>(pub &'a RepLearning);
+
+impl Problem for LeastNormResponses<'_> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn dim_u(&self) -> usize {
+        self.0.dim_u()
+    }
+    fn dim_v(&self) -> usize {
+        self.0.dim_v()
+    }
+    fn f(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.0.f(u, v, gu, gv)
+    }
+    fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        self.0.g(u, v, gu, gv)
+    }
+    fn ll_solution(&self, u: &[f64], w: &mut [f64]) -> bool {
+        self.0.ll_solution(u, w)
+    }
+    fn has_ll_solution(&self) -> bool {
+        true
+    }
+    fn penalty_v_solution(&self, u: &[f64], gamma: f64, v: &mut [f64]) -> bool {
+        let (m, h, n) = self.0.shape();
+        let [xt, yt, xv, yv] = self.0.data();
+        let w1 = MatRef::from_column_major_slice(u, m, h);
+        let (nt, nv) = (xt.nrows(), xv.nrows());
+        let s = gamma.sqrt();
+        let at = xt * w1;
+        let av = xv * w1;
+        let b = Mat::from_fn(nv + nt, h, |i, j| {
+            if i < nv {
+                av[(i, j)]
+            } else {
+                s * at[(i - nv, j)]
+            }
+        });
+        let c = Mat::from_fn(nv + nt, n, |i, j| {
+            if i < nv {
+                yv[(i, j)]
+            } else {
+                s * yt[(i - nv, j)]
+            }
+        });
+        match pinv_solve(b.as_ref(), c.as_ref()) {
+            Ok(x) => {
+                for j in 0..n {
+                    for i in 0..h {
+                        v[i + j * h] = x[(i, j)];
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn has_penalty_v_solution(&self) -> bool {
+        true
+    }
+}
+
+/// ‖u − Proj(u − ∇F_γ(u))‖ with the closed-form responses w*(u), v_γ*(u) of `p` (‖∇F_γ(u)‖
+/// without a box on u); NaN where `p` has no closed forms.
+pub fn reduced_gradient_norm(p: &dyn Problem, u: &[f64], gamma: f64) -> f64 {
+    let nv = p.dim_v();
+    let (mut v, mut w) = (vec![0.0; nv], vec![0.0; nv]);
+    if !(p.ll_solution(u, &mut w) && p.penalty_v_solution(u, gamma, &mut v)) {
+        return f64::NAN;
+    }
+    let mut pen = Penalty::new(p.dim_u(), nv);
+    pen.eval(p, u, &v, &w, gamma, true, false);
+    let mut q: Vec<f64> = u.iter().zip(&pen.du).map(|(a, b)| a - b).collect();
+    p.project_u(&mut q);
+    dist(u, &q)
 }

@@ -1,7 +1,10 @@
 //! Diagnostics: finite-difference gradient checks and empirical PL ratios.
 
 mod flatness;
-pub use flatness::{FlatnessFit, FlatnessObserver, FlatnessRow, fit_flatness};
+pub use flatness::{
+    FlatnessFit, FlatnessObserver, FlatnessRow, LeastNormResponses, fit_flatness,
+    reduced_gradient_norm,
+};
 
 use crate::problem::{Level, Problem, eval_level};
 use crate::trace::Trace;

@@ -406,7 +406,7 @@ fn reproducible(
 /// the symmetry (W1, W2) → (W1 R, Rᵀ W2) of every solver here (R orthogonal), so from W2 = 0
 /// they give the same product W1 W2 along the whole run; Gaussian backbones differ in their
 /// singular values, so the starts differ in substance.
-fn gaussian_backbone(p: &RepLearning, seed: u64) -> Result<Start> {
+pub(super) fn gaussian_backbone(p: &RepLearning, seed: u64) -> Result<Start> {
     use rand_distr::Distribution;
     let (m, h, n) = p.shape();
     let mut rng = crate::seeds::rng(seed, crate::seeds::Stream::Init);
