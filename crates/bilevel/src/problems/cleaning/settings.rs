@@ -31,6 +31,35 @@ pub struct CleaningSettings {
     pub u_scale: f64,
     /// How the exact least-squares solves (g* and the v block) are computed.
     pub exact_solve: ExactSolve,
+    /// Sums over samples (the default) or means: with `mean`, g's sample sum is divided by N
+    /// and f's by N' (benchopt's data-cleaning problem).
+    pub loss_scale: LossScale,
+    /// The ridge term: (λ/2)‖W‖² (`half`, the default) or λ‖W‖² (`full`, benchopt's).
+    pub ridge_form: RidgeForm,
+    /// The default start's logits: u_i = u_start for every sample (W = 0).
+    pub u_start: f64,
+}
+
+/// How the per-sample losses of f and g are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossScale {
+    /// Σ_i ψ_i ℓ_i and Σ_j ℓ_j.
+    #[default]
+    Sum,
+    /// (1/N) Σ_i ψ_i ℓ_i and (1/N') Σ_j ℓ_j.
+    Mean,
+}
+
+/// The factor of the ridge term of g.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RidgeForm {
+    /// (λ/2)‖W‖².
+    #[default]
+    Half,
+    /// λ‖W‖².
+    Full,
 }
 
 /// Linear solver of the exact least-squares solves (g* and the v block of L_γ).
@@ -59,6 +88,9 @@ impl Default for CleaningSettings {
             bound: 10.0,
             u_scale: 1.0,
             exact_solve: ExactSolve::Auto,
+            loss_scale: LossScale::Sum,
+            ridge_form: RidgeForm::Half,
+            u_start: 0.0,
         }
     }
 }
