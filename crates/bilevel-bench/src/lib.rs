@@ -10,13 +10,15 @@
 //! - `timing`: medians, rounds and whole-run repetitions;
 //! - `cost`: flops and bytes of each kernel, roofline floors, the roofline table;
 //! - `export`: what the exported cases hold (case.json);
-//! - `replearn`, `cleaning`: the cases of each application.
+//! - `replearn`, `cleaning`: the cases of each application;
+//! - `softmax`: benchopt's data-cleaning problem with softmax cross-entropy.
 
 mod cleaning;
 mod cost;
 mod export;
 mod rates;
 mod replearn;
+mod softmax;
 mod timing;
 
 pub use cleaning::{
@@ -34,6 +36,9 @@ pub use rates::{
 pub use replearn::{
     RUN_MAX_ITER, RUN_TOL, RepSize, ReplearnRun, export_replearn_case, export_replearn_run,
     replearn_case, replearn_rows, replearn_run_to_tol,
+};
+pub use softmax::{
+    SOFTMAX_TIMED, SOFTMAX_WARM, SoftmaxCase, export_softmax_case, newton_cost, softmax_problem,
 };
 pub use timing::{RUN_REPS, TIMING_ROUNDS, median_seconds, time_budget};
 

@@ -248,3 +248,21 @@ fn exact_v_block_runs_on_softmax() {
         last.grad_u
     );
 }
+
+/// Without Fashion-MNIST the `cleaning-benchopt` experiment reports its part as SKIPPED with the
+/// install command, and claims nothing.
+#[test]
+fn benchopt_experiment_without_the_data_set_is_skipped() {
+    let dir = std::env::temp_dir().join(format!("bilevel-no-fmnist-{}", std::process::id()));
+    // Only this test of the binary reads the variable.
+    unsafe { std::env::set_var("BILEVEL_FASHION_MNIST_DIR", &dir) };
+    let e = bilevel::experiments::by_name("cleaning-benchopt").expect("registered");
+    let r = e.run(&bilevel::experiments::Context::default()).unwrap();
+    assert!(r.claims.is_empty());
+    assert_eq!(r.skipped.len(), 1);
+    assert!(
+        r.skipped[0]
+            .fix
+            .contains("apt-get install dataset-fashion-mnist")
+    );
+}

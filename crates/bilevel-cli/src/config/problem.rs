@@ -5,7 +5,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bilevel::Problem;
 use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data};
 use bilevel::problems::cleaning::{
-    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
+    BenchoptConfig, Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig,
+    ExactSolve, LossScale, RidgeForm, benchopt_settings, load_benchopt_cleaning,
 };
 use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
 use bilevel::problems::{Example1, Quadratic, Toy1d};
@@ -32,7 +33,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "cleaning",
-        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve)",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"benchopt\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, loss_scale, ridge_form, u_start)",
     ),
 ];
 
@@ -89,6 +90,9 @@ pub enum CleaningSource {
     Clusters,
     /// Fashion-MNIST from the Debian package (or `dir`).
     FashionMnist,
+    /// benchopt's data-cleaning problem on Fashion-MNIST (20,000 / 5,000 / 10,000,
+    /// standardized, softmax, mean losses, ridge 0.2‖W‖², start u = −2; seed 32 by default).
+    Benchopt,
     /// User files.
     Files,
 }
@@ -129,6 +133,12 @@ pub struct CleaningConfig {
     pub u_scale: Option<f64>,
     /// "auto" (default) | "direct" | "warm-cg": linear solver of the exact least-squares solves.
     pub exact_solve: Option<ExactSolve>,
+    /// "sum" (default) | "mean" (benchopt): how f and g aggregate the per-sample losses.
+    pub loss_scale: Option<LossScale>,
+    /// "half" (default, λ/2 ‖W‖²) | "full" (λ ‖W‖², benchopt).
+    pub ridge_form: Option<RidgeForm>,
+    /// Logits of the default start (default 0; benchopt −2).
+    pub u_start: Option<f64>,
 }
 
 impl CleaningConfig {
@@ -170,6 +180,16 @@ impl CleaningConfig {
                     seed,
                 })?
             }
+            CleaningSource::Benchopt => {
+                let d = BenchoptConfig::default();
+                load_benchopt_cleaning(&BenchoptConfig {
+                    dir: self.dir.as_ref().map_or(d.dir, |p| base_dir.join(p)),
+                    n_trn: self.n_trn.unwrap_or(d.n_trn),
+                    n_val: self.n_val.unwrap_or(d.n_val),
+                    p: self.p.unwrap_or(d.p),
+                    seed: self.seed.unwrap_or(d.seed),
+                })?
+            }
             CleaningSource::Files => {
                 let Some(f) = &self.files else {
                     bail!(
@@ -189,14 +209,17 @@ impl CleaningConfig {
                 })?
             }
         };
-        let d = CleaningSettings::default();
-        let lambda = self
-            .lambda
-            .unwrap_or(if self.data == CleaningSource::Paper {
-                0.0
-            } else {
-                1.0
-            });
+        // benchopt's problem brings its own settings; explicit keys override them.
+        let d = if self.data == CleaningSource::Benchopt {
+            benchopt_settings()
+        } else {
+            CleaningSettings::default()
+        };
+        let lambda = self.lambda.unwrap_or(match self.data {
+            CleaningSource::Paper => 0.0,
+            CleaningSource::Benchopt => d.lambda,
+            _ => 1.0,
+        });
         Ok(Cleaning::new(
             data,
             CleaningSettings {
@@ -205,6 +228,9 @@ impl CleaningConfig {
                 bound: self.bound.unwrap_or(d.bound),
                 u_scale: self.u_scale.unwrap_or(d.u_scale),
                 exact_solve: self.exact_solve.unwrap_or(d.exact_solve),
+                loss_scale: self.loss_scale.unwrap_or(d.loss_scale),
+                ridge_form: self.ridge_form.unwrap_or(d.ridge_form),
+                u_start: self.u_start.unwrap_or(d.u_start),
             },
         )?)
     }
@@ -349,6 +375,9 @@ impl ProblemConfig {
                 bound: None,
                 u_scale: None,
                 exact_solve: None,
+                loss_scale: None,
+                ridge_form: None,
+                u_start: None,
             })),
             _ => return None,
         })

@@ -103,7 +103,7 @@ impl Experiment for CleaningBenchopt {
             .iter()
             .any(|f| dir.join(f).exists());
         let (n_trn, n_val, iters, budget) = if ctx.quick {
-            (4000, 1000, 15, 10.0)
+            (3000, 1000, 25, 10.0)
         } else {
             (20_000, 5000, BENCHOPT_ITERS, BENCHOPT_BUDGET_S)
         };
@@ -307,7 +307,7 @@ impl Experiment for CleaningBenchopt {
             counts.refreshes, counts.newton, counts.cg, counts.trn_passes
         ));
         if ctx.quick {
-            report.notes.push("--quick: a 4,000 / 1,000 subset and 15 iterations; the claims are checked on it as on the full run".into());
+            report.notes.push("--quick: a 3,000 / 1,000 subset and 25 iterations; the claims are checked on it as on the full run".into());
         }
         report.summary = json!({
             "unweighted": {"val_loss": un.eval.val_loss, "test_acc": un.eval.test_acc, "seconds": un_s},

@@ -51,7 +51,7 @@ pub use data::{CleaningData, ClusterConfig, Split, corrupt_labels};
 pub use loss::sigmoid;
 pub use metrics::{ModelEval, Reference};
 pub use settings::{CleaningLoss, CleaningSettings, ExactSolve, LossScale, RidgeForm};
-pub use softmax::NewtonCounts;
+pub use softmax::{NewtonCounts, SOLVE_RTOL as NEWTON_RTOL};
 
 use exact::{WeightedSystem, flatten, solve_ridge};
 use fused::EvalWork;

@@ -14,11 +14,14 @@
 //! Xᵀ [a_i (diag(p_i) − p_i p_iᵀ) (X D)_i]_i + ρ D. Newton steps solve H d = −∇ by CG to an
 //! Eisenstat–Walker tolerance that, once the gradient is small, asks for the final tolerance
 //! directly (one Newton step from a good warm start). The preconditioner is a Kronecker
-//! approximation of the Hessian, A D S + ρ D with A = Σ a_i x_i x_iᵀ (the weighted Gram, formed
-//! and eigen-decomposed at a refresh) and S = Σ a_i ‖x_i‖² H_i / Σ a_i ‖x_i‖² (n × n, recomputed
-//! from the probabilities at every Newton step), inverted exactly through both
-//! eigen-decompositions. Warm starts: the secant fit to the path of earlier solutions (as the
-//! least-squares solves, [`super::warm`]).
+//! approximation of the Hessian, G D S + ρ D with G = X_trnᵀX_trn + X_valᵀX_val (formed and
+//! eigen-decomposed once per problem) and S = Σ a_i ‖x_i‖² H_i / tr(G) (n × n, recomputed from the
+//! probabilities and weights at every Newton step), inverted exactly through both
+//! eigen-decompositions. All the weights sit in S: the weighted Gram Σ a_i x_i x_iᵀ is replaced by
+//! a multiple of G, which holds when the weights do not depend on the features (label noise is
+//! drawn independently of them), and G never has to be formed again as the weights move. Warm
+//! starts: the secant fit to the path of earlier solutions (as the least-squares solves,
+//! [`super::warm`]).
 
 use super::Cleaning;
 use crate::kernels::{Part, RowMap, map_pass, matmul_par, par_for};
@@ -29,13 +32,15 @@ use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 /// Relative gradient norm to which both systems are solved: ‖∇‖ ≤ SOLVE_RTOL · ‖∇(0)‖, the
 /// gradient at W = 0 at the weights of the last refresh (see docs/cleaning.md for why this is
 /// enough).
-pub(super) const SOLVE_RTOL: f64 = 1e-10;
-/// A refresh of the Gram's eigen-decomposition follows a CG solve that took more iterations.
-const REFRESH_CG_ITERS: usize = 12;
+pub const SOLVE_RTOL: f64 = 1e-10;
 const MAX_CG_ITERS: usize = 200;
 const MAX_NEWTON: usize = 50;
 /// Solutions of the path kept for the secant warm start.
 const HISTORY: usize = 5;
+
+/// A Newton step under its Armijo test: the point before it, the step, the objective there,
+/// ⟨∇, step⟩ and the step's fraction t in force.
+type Backtrack = (Mat<f64>, Mat<f64>, f64, f64, f64);
 
 /// Which system: the value function's (g) or the v block's.
 const G: usize = 0;
@@ -77,24 +82,23 @@ impl GramEig {
     }
 }
 
-/// Preconditioner and stopping scale of both systems, from one refresh.
+/// The preconditioner's fixed part and the stopping scales of both systems.
 #[derive(Debug)]
 struct Refresh {
-    /// Xᵀ diag(ψ) X at the refresh's weights.
-    a_psi: Mat<f64>,
-    /// Xᵀ diag(ψ) (1/n − Y) at the refresh's weights (the g system's gradient at 0, ridge-free).
+    /// Eigen-decomposition of G = X_trnᵀX_trn + X_valᵀX_val, formed once per problem.
+    g: std::sync::Arc<GramEig>,
+    /// tr(G) = Σ ‖x‖² over all rows.
+    trace: f64,
+    /// Xᵀ diag(ψ) (1/n − Y) at the first solve's weights (the g system's gradient at 0).
     g0: Mat<f64>,
-    g: GramEig,
-    /// γ, the eigen-decomposition of X_valᵀX_val + γ A_ψ, and ‖∇V(0)‖.
-    v: Option<(f64, GramEig, f64)>,
-    /// A solve since the refresh needed many CG iterations: refresh before the next one.
-    stale: bool,
+    /// γ and ‖∇V(0)‖ at γ.
+    v: Option<(f64, f64)>,
 }
 
 /// Counts of the work done by the Newton-CG solves, for reports and cost models.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct NewtonCounts {
-    /// Refreshes of the preconditioner (weighted Gram and its eigen-decompositions).
+    /// Formations of the preconditioner's Gram (once per problem, and per reference fit).
     pub refreshes: usize,
     /// Eigen-decompositions of m × m matrices.
     pub eigs: usize,
@@ -136,8 +140,10 @@ pub(super) struct CeState {
     out_val: Vec<f64>,
     /// ‖x_i‖² of the training and validation rows (weights of S).
     norms: Option<(Vec<f64>, Vec<f64>)>,
-    /// X_valᵀX_val and X_valᵀ(1/n − Y_val), formed on first use.
-    val_gram: Option<(Mat<f64>, Mat<f64>)>,
+    /// X_val by rows (its transpose), made on first use for the passes.
+    val_rows: Option<Mat<f64>>,
+    /// X_valᵀ(1/n − Y_val), formed on first use.
+    val_gram: Option<Mat<f64>>,
     pub(super) counts: NewtonCounts,
 }
 
@@ -344,12 +350,6 @@ impl Cleaning {
         self.ce.lock().unwrap_or_else(|e| e.into_inner()).counts
     }
 
-    /// The column copy of X_trn for the forward products of the passes (see
-    /// `RowOps::cols`: the GEMM then needs no packing of X's rows into columns).
-    fn ce_cols(&self) -> Option<MatRef<'_, f64>> {
-        Some(self.data.train.x.as_ref())
-    }
-
     fn ce_parts(&self, st: &mut CeState) {
         let (m, n) = self.shape();
         if st.parts.is_empty() {
@@ -387,7 +387,6 @@ impl Cleaning {
         };
         map_pass(
             self.rows_trn.transpose(),
-            self.ce_cols(),
             x,
             grad.as_mut(),
             &mut st.parts,
@@ -427,9 +426,12 @@ impl Cleaning {
             psi: None,
             labels: &self.data.val.labels,
         };
+        if st.val_rows.is_none() {
+            st.val_rows = Some(self.data.val.x.transpose().to_owned());
+        }
+        let xv = st.val_rows.take().expect("made above");
         map_pass(
-            self.data.val.x.as_ref(),
-            None,
+            xv.transpose(),
             w,
             grad,
             &mut st.parts,
@@ -437,6 +439,7 @@ impl Cleaning {
             n + 1,
             &op,
         );
+        st.val_rows = Some(xv);
         st.counts.val_passes += 1;
         st.counts.val_cols += n;
         (0..nv).map(|j| st.out_val[j * (n + 1) + n]).sum()
@@ -445,6 +448,7 @@ impl Cleaning {
     /// Hessian passes at the probabilities of the last gradient pass: out = H_q D_q for the
     /// groups `cols` (offset of each in that pass, weight multiplier), ridge excluded; the v
     /// system, when present, must be the first group and `val_first` true.
+    #[allow(clippy::too_many_arguments)]
     fn ce_hess_pass(
         &self,
         st: &mut CeState,
@@ -466,7 +470,6 @@ impl Cleaning {
         let mut parts = std::mem::take(&mut st.parts);
         map_pass(
             self.rows_trn.transpose(),
-            self.ce_cols(),
             d,
             out.as_mut(),
             &mut parts,
@@ -485,9 +488,9 @@ impl Cleaning {
                 p: &st.out_val,
                 stride: n + 1,
             };
+            let xv = st.val_rows.take().expect("made by the gradient pass");
             map_pass(
-                self.data.val.x.as_ref(),
-                None,
+                xv.transpose(),
                 d.subcols(0, n),
                 gv.as_mut(),
                 &mut parts,
@@ -495,6 +498,7 @@ impl Cleaning {
                 0,
                 &op,
             );
+            st.val_rows = Some(xv);
             st.counts.val_passes += 1;
             st.counts.val_cols += n;
             let mut o = out.subcols_mut(0, n);
@@ -503,24 +507,31 @@ impl Cleaning {
         st.parts = parts;
     }
 
-    /// Refreshes the preconditioner at weights ψ: the weighted Gram, its eigen-decomposition and
-    /// the stopping scale; the v system's part when `gamma` is given.
-    fn ce_refresh(&self, st: &mut CeState, psi: &[f64], gamma: Option<f64>) -> Option<()> {
+    /// Sets up the preconditioner on first use: the Gram G of all rows and its
+    /// eigen-decomposition (shared with the reference fits through `shared`), the stopping scale
+    /// of the g system at weights ψ, and the v system's at γ when given.
+    fn ce_refresh(
+        &self,
+        st: &mut CeState,
+        psi: &[f64],
+        gamma: Option<f64>,
+        shared: Option<std::sync::Arc<GramEig>>,
+    ) -> Option<()> {
         let (m, n) = self.shape();
-        let keep = st.pre.as_ref().is_some_and(|p| !p.stale);
-        if !keep {
-            st.counts.refreshes += 1;
+        if st.pre.is_none() {
+            let g = match shared {
+                Some(g) => g,
+                None => {
+                    st.counts.refreshes += 1;
+                    let mut gram = sym_gram(self.data.train.x.as_ref());
+                    gram += sym_gram(self.data.val.x.as_ref());
+                    st.counts.eigs += 1;
+                    std::sync::Arc::new(GramEig::new(&gram)?)
+                }
+            };
+            let trace = g.alpha.iter().sum::<f64>();
             let x = &self.data.train.x;
             let nt = x.nrows();
-            let sw: Vec<f64> = psi.iter().map(|w| w.sqrt()).collect();
-            let mut xs = Mat::<f64>::zeros(nt, m);
-            for j in 0..m {
-                for ((d, s), w) in xs.col_mut(j).iter_mut().zip(x.col(j).iter()).zip(&sw) {
-                    *d = w * s;
-                }
-            }
-            let a_psi = sym_gram(xs.as_ref());
-            drop(xs);
             // Xᵀ diag(ψ) (1/n − Y).
             let t = Mat::from_fn(nt, n, |i, j| psi[i] * (1.0 / n as f64 - self.y_trn[(i, j)]));
             let mut g0 = Mat::<f64>::zeros(m, n);
@@ -532,14 +543,11 @@ impl Cleaning {
                 1.0,
                 par_for(nt * m * n),
             );
-            let g = GramEig::new(&a_psi)?;
-            st.counts.eigs += 1;
             st.pre = Some(Refresh {
-                a_psi,
-                g0,
                 g,
+                trace,
+                g0,
                 v: None,
-                stale: false,
             });
         }
         if let Some(gm) = gamma {
@@ -555,16 +563,12 @@ impl Cleaning {
                     1.0,
                     Par::Seq,
                 );
-                st.val_gram = Some((sym_gram(xv.as_ref()), b));
+                st.val_gram = Some(b);
             }
-            let (gv, bv) = st.val_gram.as_ref().expect("formed above");
-            let pre = st.pre.as_mut().expect("refreshed above");
-            if pre.v.as_ref().is_none_or(|(g, _, _)| *g != gm) {
-                let a = gv + &pre.a_psi * faer::Scale(gm);
-                let e = GramEig::new(&a)?;
-                st.counts.eigs += 1;
-                let scale = (bv + &pre.g0 * faer::Scale(gm)).norm_l2();
-                pre.v = Some((gm, e, scale));
+            let bv = st.val_gram.as_ref().expect("formed above");
+            let pre = st.pre.as_mut().expect("set above");
+            if pre.v.is_none_or(|(g, _)| g != gm) {
+                pre.v = Some((gm, (bv + &pre.g0 * faer::Scale(gm)).norm_l2()));
             }
         }
         Some(())
@@ -594,6 +598,7 @@ impl Cleaning {
             st.norms = Some((norms(&self.data.train.x), norms(&self.data.val.x)));
         }
         let (nt_norms, nv_norms) = st.norms.as_ref().expect("set above");
+        let trace = st.pre.as_ref().map_or(1.0, |p| p.trace).max(1e-300);
         let add = |s: &mut Mat<f64>, p: &[f64], c: f64| {
             for a in 0..n {
                 s[(a, a)] += c * p[a];
@@ -606,21 +611,17 @@ impl Cleaning {
             .enumerate()
             .map(|(q, &(pc, wt))| {
                 let mut s = Mat::<f64>::zeros(n, n);
-                let mut tot = 0.0;
                 for (i, &c) in nt_norms.iter().enumerate() {
                     let c = c * wt * psi[i];
                     add(&mut s, &st.out_trn[i * stride + pc..i * stride + pc + n], c);
-                    tot += c;
                 }
                 if q == 0 && val_first {
                     for (j, &c) in nv_norms.iter().enumerate() {
                         add(&mut s, &st.out_val[j * (n + 1)..j * (n + 1) + n], c);
-                        tot += c;
                     }
                 }
-                if tot > 0.0 {
-                    s *= faer::Scale(1.0 / tot);
-                }
+                // Normalized by tr(G): G ⊗ S has the Hessian's trace.
+                s *= faer::Scale(1.0 / trace);
                 small_eig(&s)
             })
             .collect()
@@ -638,25 +639,25 @@ impl Cleaning {
         gamma: Option<f64>,
         want: [bool; 2],
         x: &mut Mat<f64>,
+        shared: Option<std::sync::Arc<GramEig>>,
     ) -> Option<([Vec<f64>; 2], f64)> {
         let (m, n) = self.shape();
         let lam = self.s.lambda;
-        if st.pre.as_ref().is_none_or(|p| p.stale)
-            || (want[V] && st.pre.as_ref().and_then(|p| p.v.as_ref()).map(|v| v.0) != gamma)
+        if st.pre.is_none() || (want[V] && st.pre.as_ref().and_then(|p| p.v).map(|v| v.0) != gamma)
         {
-            self.ce_refresh(st, psi, gamma.filter(|_| want[V]))?;
+            self.ce_refresh(st, psi, gamma.filter(|_| want[V]), shared)?;
         }
         let gm = gamma.unwrap_or(0.0);
         // Per system: weight multiplier, ridge, stopping scale.
         let wt = [1.0, gm];
         let rho = [lam, gm * lam];
         let pre = st.pre.as_ref().expect("refreshed");
-        let scale = [pre.g0.norm_l2(), pre.v.as_ref().map_or(f64::NAN, |v| v.2)];
+        let scale = [pre.g0.norm_l2(), pre.v.map_or(f64::NAN, |v| v.1)];
         let mut active: Vec<usize> = [V, G].into_iter().filter(|&s| want[s]).collect();
         let mut losses: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut fval = f64::NAN;
         // Backtracking state per system: (x before the step, the step, objective, ⟨∇, d⟩, t).
-        let mut prev: [Option<(Mat<f64>, Mat<f64>, f64, f64, f64)>; 2] = [None, None];
+        let mut prev: [Option<Backtrack>; 2] = [None, None];
         let col = |s: usize| if s == G { 0 } else { n };
         for _ in 0..MAX_NEWTON * 4 {
             if active.is_empty() {
@@ -727,12 +728,7 @@ impl Cleaning {
                 let pre = &pre_owned;
                 let precond = |r: MatRef<'_, f64>, z: &mut Mat<f64>| {
                     for (b, &(_, s, _, _)) in stepping.iter().enumerate() {
-                        let eig = if s == G {
-                            &pre.g
-                        } else {
-                            &pre.v.as_ref().expect("v refreshed").1
-                        };
-                        eig.apply(
+                        pre.g.apply(
                             &sq[b],
                             rho[s],
                             r.subcols(b * n, n),
@@ -797,8 +793,6 @@ impl Cleaning {
                         pb += z.as_ref().subcols(b * n, n);
                     }
                 }
-                let mut pre_owned = pre_owned;
-                pre_owned.stale |= iters > REFRESH_CG_ITERS;
                 st.pre = Some(pre_owned);
                 for (b, &(q, s, obj, _)) in stepping.iter().enumerate() {
                     let db = d.as_ref().subcols(b * n, n);
@@ -819,9 +813,18 @@ impl Cleaning {
     /// warm path of the run is left alone). None when it fails.
     pub(super) fn ce_fit(&self, wts: &[f64]) -> Option<Vec<f64>> {
         let (m, n) = self.shape();
+        // The Gram's eigen-decomposition is the run's (made here when the run has none yet).
+        let shared = {
+            let mut main = self.ce.lock().unwrap_or_else(|e| e.into_inner());
+            if main.pre.is_none() {
+                let psi = self.weights(&self.default_start().0);
+                self.ce_refresh(&mut main, &psi, None, None)?;
+            }
+            main.pre.as_ref().map(|p| p.g.clone())
+        };
         let mut st = CeState::default();
         let mut x = Mat::<f64>::zeros(m, 2 * n);
-        self.ce_newton(&mut st, wts, None, [true, false], &mut x)?;
+        self.ce_newton(&mut st, wts, None, [true, false], &mut x, shared)?;
         Some(super::exact::flatten(x.as_ref().subcols(0, n)))
     }
 
@@ -868,7 +871,8 @@ impl Cleaning {
             return true;
         }
         let psi = self.weights(u);
-        let Some((mut losses, fval)) = self.ce_newton(&mut st, &psi, gamma, want, &mut x) else {
+        let Some((mut losses, fval)) = self.ce_newton(&mut st, &psi, gamma, want, &mut x, None)
+        else {
             return false;
         };
         let mut sol: [Option<(Vec<f64>, Vec<f64>)>; 2] = [None, None];
