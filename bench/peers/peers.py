@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from softmax import run_softmax_case, softmax_table
+
 AGREE_RTOL = 1e-8  # relative error of W1, W2 and w after the check iterations
 
 
@@ -385,6 +387,8 @@ def run_case(case_dir, jax_mod, budget):
         return run_cleaning_run(case_dir, c, jax_mod)
     if c["kind"] == "replearn-run":
         return run_replearn_run(case_dir, c, jax_mod)
+    if c["kind"] == "cleaning-softmax":
+        return run_softmax_case(case_dir, c, jax_mod, placement)
     if c["kind"] == "cleaning":
         n = int(max(load("labels_trn").max(), load("labels_val").max())) + 1
         d = (load("x_trn"), one_hot(np, load("labels_trn")[:, 0], n),
@@ -475,7 +479,7 @@ def table(results):
             "| JAX compile (s) |")
     lines = [head, "|---|" + "---:|" * 16 + "---|"]
     for r in results:
-        if r.get("kind") in ("cleaning-run", "replearn-run"):
+        if r.get("kind") in ("cleaning-run", "replearn-run", "cleaning-softmax"):
             continue
         p = r["peers"]
         ms = lambda k: (f"{p[k]['seconds'] * 1e3:.3f}" if k in p and p[k]["agrees"]
@@ -536,6 +540,7 @@ def table(results):
             f"| {fastest / r['ours_s']:.2f} | {r['ours_to_target_s']:.2f} (iteration "
             f"{r['target_iter']}) | {fastest_t:.2f} | {fastest_t / r['ours_to_target_s']:.2f} "
             f"| {r['trip_ns']:.0f} | {comp} |")
+    lines += softmax_table(results)
     return "\n".join(lines)
 
 
@@ -567,7 +572,8 @@ def main():
           f"read {ours['rates']['read_gbs']:.1f} GB/s; load average at start "
           f"{ours['loadavg_start']}, after peers {summary['loadavg_end']}")
     print(table(results))
-    bad = [(r["case"], k) for r in results for k, v in r["peers"].items() if not v["agrees"]]
+    bad = [(r["case"], k) for r in results for k, v in r["peers"].items()
+           if not v["agrees"] or v.get("run_agrees") is False]
     if bad:
         print(f"peers disagreeing with ours (not timed): {bad}", file=sys.stderr)
         return 1

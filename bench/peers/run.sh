@@ -2,6 +2,7 @@
 # Side-by-side benchmark: our `bilevel bench` and the NumPy/JAX peers on the same seeded data.
 #
 #   bench/peers/run.sh [OUT_DIR] [SIZES]      (defaults: target/peers, small,medium,large)
+#   SOFTMAX=1 adds benchopt's softmax data-cleaning case (bilevel bench --cleaning-softmax).
 #
 # 1. Makes a Python virtual environment from PyPI with the pinned versions of
 #    requirements.txt (VENV, default bench/peers/.venv; reused when present).
@@ -29,5 +30,5 @@ fi
 (cd "$root" && cargo build --release --quiet -p bilevel-cli)
 bin="${CARGO_TARGET_DIR:-$root/target}/release/bilevel"
 echo "load average before: $(cat /proc/loadavg)"
-"$bin" bench --out "$out" --sizes "$sizes" --cleaning
+"$bin" bench --out "$out" --sizes "$sizes" --cleaning ${SOFTMAX:+--cleaning-softmax}
 "$venv/bin/python" "$here/peers.py" "$out" | tee "$out/table.md"

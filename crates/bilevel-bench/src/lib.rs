@@ -12,6 +12,7 @@
 //! - `export`: what the exported cases hold (case.json);
 //! - `replearn`, `cleaning`: the cases of each application;
 //! - `followups`: time to a fixed ‖∇F_γ‖ for PBGD, ALT-PBGD and PBGD-Free.
+//! - `softmax`: benchopt's data-cleaning problem with softmax cross-entropy.
 
 mod cleaning;
 mod cost;
@@ -19,6 +20,7 @@ mod export;
 mod followups;
 mod rates;
 mod replearn;
+mod softmax;
 mod timing;
 
 pub use cleaning::{
@@ -37,6 +39,9 @@ pub use rates::{
 pub use replearn::{
     RUN_MAX_ITER, RUN_TOL, RepSize, ReplearnRun, export_replearn_case, export_replearn_run,
     replearn_case, replearn_rows, replearn_run_to_tol,
+};
+pub use softmax::{
+    SOFTMAX_TIMED, SOFTMAX_WARM, SoftmaxCase, export_softmax_case, newton_cost, softmax_problem,
 };
 pub use timing::{RUN_REPS, TIMING_ROUNDS, median_seconds, time_budget};
 

@@ -17,16 +17,24 @@ use std::time::Instant;
 /// learning case (sizes × Jacobi/Gauss–Seidel) and, with `cleaning`, the Fashion-MNIST-sized
 /// hyper-cleaning penalty gradient under `out`; prints the roofline table and writes ours.json
 /// (rates, load average, cases).
-pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -> Result<u8> {
+pub fn bench(
+    out: &Path,
+    sizes: &[String],
+    check_iters: usize,
+    cleaning: bool,
+    cleaning_softmax: bool,
+) -> Result<u8> {
     use bilevel::solvers::Update;
     use bilevel_bench::{RepSize, RooflineRow};
+    // "none" (or an empty list) skips representation learning (e.g. with --cleaning-softmax).
     let sizes: Vec<RepSize> = sizes
         .iter()
+        .filter(|s| !s.is_empty() && s.as_str() != "none")
         .map(|s| {
             RepSize::ALL
                 .into_iter()
                 .find(|r| r.label() == s)
-                .ok_or_else(|| anyhow!("unknown size {s:?}: use small, medium or large"))
+                .ok_or_else(|| anyhow!("unknown size {s:?}: use small, medium or large (or none)"))
         })
         .collect::<Result<_>>()?;
     mkdir(out)?;
@@ -97,6 +105,28 @@ pub fn bench(out: &Path, sizes: &[String], check_iters: usize, cleaning: bool) -
                 bilevel::data::FASHION_MNIST_DIR
             );
         }
+    }
+    if cleaning_softmax {
+        let dir = out.join("cleaning-softmax");
+        mkdir(&dir)?;
+        let c = bilevel_bench::export_softmax_case(&dir)?;
+        println!(
+            "cleaning-softmax ({}): one Gauss-Seidel iteration {:.1} ms (median {:.1}; {:.1} passes over X_trn; {:.2}x its floor {:.1} ms; cores' round trip {:.0} ns); whole run {} iterations in {:.2} s, validation loss within 1e-3 of its final {:.5} after iteration {} ({:.2} s), test accuracy {:.4}",
+            c.data,
+            c.seconds * 1e3,
+            c.median_seconds * 1e3,
+            c.passes_per_iter,
+            c.seconds / c.floor,
+            c.floor * 1e3,
+            c.rates.round_trip_ns,
+            c.run_iters,
+            c.run_seconds,
+            c.final_val_loss,
+            c.target_iter,
+            c.seconds_to_target,
+            c.final_test_acc
+        );
+        runs.push(serde_json::to_value(&c)?);
     }
     let rows: Vec<RooflineRow> = cases
         .iter()

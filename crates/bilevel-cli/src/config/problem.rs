@@ -6,7 +6,8 @@ use bilevel::Problem;
 use bilevel::data::{FashionMnistConfig, UserDataPaths, load_fashion_mnist, load_user_data_with};
 use bilevel::problems::cleaning::defaults::Overrides;
 use bilevel::problems::cleaning::{
-    Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig, ExactSolve,
+    BenchoptConfig, Cleaning, CleaningData, CleaningLoss, CleaningSettings, ClusterConfig,
+    ExactSolve, LossScale, RidgeForm, benchopt_settings, load_benchopt_cleaning,
 };
 use bilevel::problems::replearn::{Regime, RepLearning, RepSizes, Scaling};
 use bilevel::problems::{Counterexample, Example1, Quadratic, Toy1d};
@@ -33,7 +34,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "cleaning",
-        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, scale_features; without [solver]: the defaults rule)",
+        "data hyper-cleaning (keys: data = \"paper\" | \"clusters\" | \"fashion-mnist\" | \"benchopt\" | \"files\" and its sizes; loss, lambda, bound, u_scale, exact_solve, scale_features, loss_scale, ridge_form, u_start; without [solver]: the defaults rule)",
     ),
     (
         "counterexample",
@@ -96,6 +97,9 @@ pub enum CleaningSource {
     Clusters,
     /// Fashion-MNIST from the Debian package (or `dir`).
     FashionMnist,
+    /// benchopt's data-cleaning problem on Fashion-MNIST (20,000 / 5,000 / 10,000,
+    /// standardized, softmax, mean losses, ridge 0.2‖W‖², start u = −2; seed 32 by default).
+    Benchopt,
     /// User files.
     Files,
 }
@@ -139,6 +143,12 @@ pub struct CleaningConfig {
     /// Divide each feature by its training standard deviation (default: on under the defaults
     /// rule, off with a `[solver]`).
     pub scale_features: Option<bool>,
+    /// "sum" (default) | "mean" (benchopt): how f and g aggregate the per-sample losses.
+    pub loss_scale: Option<LossScale>,
+    /// "half" (default, λ/2 ‖W‖²) | "full" (λ ‖W‖², benchopt).
+    pub ridge_form: Option<RidgeForm>,
+    /// Logits of the default start (default 0; benchopt −2).
+    pub u_start: Option<f64>,
 }
 
 impl CleaningConfig {
@@ -169,6 +179,16 @@ impl CleaningConfig {
                     self.n_trn.unwrap_or(d.n_trn),
                     self.n_val.unwrap_or(d.n_val),
                     self.n_test.unwrap_or(d.n_test),
+                    28 * 28,
+                    10,
+                ))
+            }
+            CleaningSource::Benchopt => {
+                let d = BenchoptConfig::default();
+                Some((
+                    self.n_trn.unwrap_or(d.n_trn),
+                    self.n_val.unwrap_or(d.n_val),
+                    10_000,
                     28 * 28,
                     10,
                 ))
@@ -220,6 +240,16 @@ impl CleaningConfig {
                     n_test: self.n_test.unwrap_or(d.n_test),
                     p: self.p.unwrap_or(d.p),
                     seed,
+                })?
+            }
+            CleaningSource::Benchopt => {
+                let d = BenchoptConfig::default();
+                load_benchopt_cleaning(&BenchoptConfig {
+                    dir: self.dir.as_ref().map_or(d.dir, |p| base_dir.join(p)),
+                    n_trn: self.n_trn.unwrap_or(d.n_trn),
+                    n_val: self.n_val.unwrap_or(d.n_val),
+                    p: self.p.unwrap_or(d.p),
+                    seed: self.seed.unwrap_or(d.seed),
                 })?
             }
             CleaningSource::Files => {
@@ -410,6 +440,9 @@ impl ProblemConfig {
                 u_scale: None,
                 exact_solve: None,
                 scale_features: None,
+                loss_scale: None,
+                ridge_form: None,
+                u_start: None,
             })),
             _ => return None,
         })
@@ -569,11 +602,16 @@ impl ProblemConfig {
 /// Builds the cleaning problem of `cfg` on `data`: the settings part of [`ProblemConfig::build`]
 /// (λ defaults to 0 in the paper's regime, else 1; the rest from [`CleaningSettings::default`]).
 pub fn cleaning_problem(cfg: &CleaningConfig, data: CleaningData) -> Result<Cleaning> {
-    let d = CleaningSettings::default();
-    let lambda = cfg.lambda.unwrap_or(if cfg.data == CleaningSource::Paper {
-        0.0
+    // benchopt's problem brings its own settings; explicit keys override them.
+    let d = if cfg.data == CleaningSource::Benchopt {
+        benchopt_settings()
     } else {
-        1.0
+        CleaningSettings::default()
+    };
+    let lambda = cfg.lambda.unwrap_or(match cfg.data {
+        CleaningSource::Paper => 0.0,
+        CleaningSource::Benchopt => d.lambda,
+        _ => 1.0,
     });
     Ok(Cleaning::new(
         data,
@@ -584,7 +622,9 @@ pub fn cleaning_problem(cfg: &CleaningConfig, data: CleaningData) -> Result<Clea
             u_scale: cfg.u_scale.unwrap_or(d.u_scale),
             exact_solve: cfg.exact_solve.unwrap_or(d.exact_solve),
             scale_features: cfg.scale_features.unwrap_or(false),
-            ..d
+            loss_scale: cfg.loss_scale.unwrap_or(d.loss_scale),
+            ridge_form: cfg.ridge_form.unwrap_or(d.ridge_form),
+            u_start: cfg.u_start.unwrap_or(d.u_start),
         },
     )?)
 }

@@ -3,7 +3,12 @@
 //! files is the command-line tool's job; everything here is plain data.
 
 mod cleaning;
+mod cleaning_benchopt;
 pub use cleaning::{FM_C, FM_GAMMA, FM_ITERS, FM_LAMBDA};
+pub use cleaning_benchopt::{
+    BENCHOPT_BUDGET_S, BENCHOPT_C, BENCHOPT_GAMMA, BENCHOPT_ITERS, CleaningBenchopt,
+    benchopt_solver, stationarity,
+};
 mod example1;
 mod followups;
 mod replearn;
@@ -275,6 +280,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(StudyReplearn),
         Box::new(StudyCleaning),
         Box::new(CleaningStudy),
+        Box::new(CleaningBenchopt),
         Box::new(Followups),
     ]
 }

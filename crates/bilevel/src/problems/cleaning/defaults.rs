@@ -244,6 +244,7 @@ impl Defaults {
             u_scale,
             exact_solve,
             scale_features: scale,
+            ..CleaningSettings::default()
         };
         (settings, derived)
     }

@@ -114,7 +114,13 @@ impl Cleaning {
         }
         match self.s.loss {
             CleaningLoss::LeastSquares => self.fit_ls(wts),
-            CleaningLoss::SoftmaxCrossEntropy => Ok(self.fit_ce(wts, None)),
+            // Newton-CG where the ridge makes the fit strongly convex (the fallback keeps the
+            // accelerated gradient loop).
+            CleaningLoss::SoftmaxCrossEntropy => Ok(self
+                .ce_solvable()
+                .then(|| self.ce_fit(wts))
+                .flatten()
+                .unwrap_or_else(|| self.fit_ce(wts, None))),
         }
     }
 

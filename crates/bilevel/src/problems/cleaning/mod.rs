@@ -40,6 +40,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use std::sync::{Mutex, OnceLock};
 
+mod benchopt;
 mod data;
 pub mod defaults;
 mod exact;
@@ -47,12 +48,15 @@ mod fused;
 mod loss;
 mod metrics;
 mod settings;
+mod softmax;
 mod warm;
 
+pub use benchopt::{BenchoptConfig, benchopt_settings, load_benchopt_cleaning};
 pub use data::{CleaningData, ClusterConfig, Split, corrupt_labels};
 pub use loss::sigmoid;
 pub use metrics::{ModelEval, Reference};
-pub use settings::{CleaningLoss, CleaningSettings, ExactSolve};
+pub use settings::{CleaningLoss, CleaningSettings, ExactSolve, LossScale, RidgeForm};
+pub use softmax::{NewtonCounts, SOLVE_RTOL as NEWTON_RTOL};
 
 use exact::{WeightedSystem, flatten, solve_ridge};
 use fused::EvalWork;
@@ -63,7 +67,16 @@ use warm::WarmSolves;
 #[derive(Debug)]
 pub struct Cleaning {
     data: CleaningData,
+    /// The settings in the internal sum form: g = Σ ψ_i ℓ_i + (λ/2)‖W‖² with this λ (see
+    /// `sg`); equal to `user` with the default loss scale and ridge form.
     s: CleaningSettings,
+    /// The settings as given.
+    user: CleaningSettings,
+    /// g and f as given are `sg` and `sf` times their sum forms (1, or 1/N and 1/N').
+    sg: f64,
+    sf: f64,
+    /// State of the Newton-CG solves (softmax cross-entropy).
+    ce: Mutex<softmax::CeState>,
     y_trn: Mat<f64>,
     y_val: Mat<f64>,
     y_test: Mat<f64>,
@@ -97,7 +110,8 @@ impl Cleaning {
     /// train + validation samples are mutually orthogonal (relative off-diagonal Gram ≤ 1e-10,
     /// checked here only in that setting and when N + N' ≤ 4000).
     pub fn new(data: CleaningData, settings: CleaningSettings) -> Result<Self> {
-        let s = settings;
+        let user = settings;
+        let mut s = settings;
         Self::footprint(
             data.train.len(),
             data.val.len(),
@@ -124,6 +138,21 @@ impl Cleaning {
         }
         crate::error::check_positive("bound", s.bound)?;
         crate::error::check_positive("u_scale", s.u_scale)?;
+        crate::error::check_finite("u_start", &[s.u_start])?;
+        // The internal sum form: g = sg (Σ ψ_i ℓ_i + (λ'/2)‖W‖²) with λ' = λ_eff / sg.
+        let (sg, sf) = match s.loss_scale {
+            LossScale::Sum => (1.0, 1.0),
+            LossScale::Mean => (
+                1.0 / data.train.len().max(1) as f64,
+                1.0 / data.val.len().max(1) as f64,
+            ),
+        };
+        if s.ridge_form == RidgeForm::Full {
+            s.lambda *= 2.0;
+        }
+        if sg != 1.0 {
+            s.lambda /= sg;
+        }
         if s.exact_solve == ExactSolve::WarmCg
             && (s.loss != CleaningLoss::LeastSquares || s.lambda <= 0.0)
         {
@@ -155,6 +184,10 @@ impl Cleaning {
             y_test: one_hot(&data.test.labels, n),
             data,
             s,
+            user,
+            sg,
+            sf,
+            ce: Mutex::default(),
             certified,
             offdiag,
             cache: Mutex::new(None),
@@ -236,7 +269,7 @@ impl Cleaning {
 
     /// The settings.
     pub fn settings(&self) -> &CleaningSettings {
-        &self.s
+        &self.user
     }
 
     /// True in the paper's regime, where f* = 0 and min L_γ = 0 are certified.
@@ -259,9 +292,10 @@ impl Cleaning {
         (self.data.features(), self.data.classes)
     }
 
-    /// The start point used by the experiments: u = 0 (every weight ½), W = 0.
+    /// The start point used by the experiments: u = `u_start` (0 by default: every weight ½),
+    /// W = 0.
     pub fn default_start(&self) -> (Vec<f64>, Vec<f64>) {
-        (vec![0.0; self.dim_u()], vec![0.0; self.dim_v()])
+        (vec![self.s.u_start; self.dim_u()], vec![0.0; self.dim_v()])
     }
 }
 
@@ -279,7 +313,7 @@ impl Problem for Cleaning {
             self.data.train.len(),
             self.data.features(),
             self.data.classes,
-            self.s.lambda,
+            self.user.lambda,
             if self.col_scale.is_some() {
                 ", features scaled"
             } else {
@@ -297,6 +331,7 @@ impl Problem for Cleaning {
     }
 
     fn f(&self, _u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
+        let sf = self.sf;
         let (m, n) = self.shape();
         let w = MatRef::from_column_major_slice(v, m, n);
         let mut z = self.scores(self.data.val.x.as_ref(), w);
@@ -316,23 +351,31 @@ impl Problem for Cleaning {
                 Accum::Replace,
                 self.data.val.x.transpose(),
                 z.as_ref(),
-                1.0,
+                sf,
                 Par::Seq,
             );
         }
-        losses.iter().sum()
+        sf * losses.iter().sum::<f64>()
     }
 
     fn g(&self, u: &[f64], v: &[f64], gu: Option<&mut [f64]>, gv: Option<&mut [f64]>) -> f64 {
         let psi = self.weights(u);
-        let (val, losses) = self.weighted_objective(&psi, v, gv);
+        let sg = self.sg;
+        let (val, losses) = match gv {
+            Some(gv) => {
+                let r = self.weighted_objective(&psi, v, Some(&mut *gv));
+                scale(sg, gv);
+                r
+            }
+            None => self.weighted_objective(&psi, v, None),
+        };
         if let Some(gu) = gu {
-            // ∂g/∂u_i = s ψ_i (1 − ψ_i) ℓ_i.
+            // ∂g/∂u_i = sg s ψ_i (1 − ψ_i) ℓ_i.
             for i in 0..gu.len() {
-                gu[i] = self.s.u_scale * psi[i] * (1.0 - psi[i]) * losses[i];
+                gu[i] = sg * (self.s.u_scale * psi[i] * (1.0 - psi[i]) * losses[i]);
             }
         }
-        val
+        sg * val
     }
 
     /// Least squares: one fused pass over X_trn for both models ([W, w] stacked; per-sample
@@ -346,9 +389,31 @@ impl Problem for Cleaning {
         du: Option<&mut [f64]>,
         dv: Option<&mut [f64]>,
     ) -> Option<[f64; 3]> {
-        // Only least squares has the pass form of f.
-        let ls_val = self.ls_val.as_ref()?;
-        Some(self.with_work(|ws| self.fused_penalty(ws, ls_val, u, v, w, gamma, du, dv)))
+        // In the internal sum form: L = sf (f_s + γ' (g_s(v) − g_s(w))), γ' = γ sg / sf.
+        let (sg, sf) = (self.sg, self.sf);
+        let gi = if sg == sf { gamma } else { gamma * sg / sf };
+        let (mut du, mut dv) = (du, dv);
+        let [f, g, gs] = match &self.ls_val {
+            Some(ls_val) => self.with_work(|ws| {
+                self.fused_penalty(
+                    ws,
+                    ls_val,
+                    u,
+                    v,
+                    w,
+                    gi,
+                    du.as_deref_mut(),
+                    dv.as_deref_mut(),
+                )
+            }),
+            None => self.ce_penalty(u, v, w, gi, du.as_deref_mut(), dv.as_deref_mut()),
+        };
+        if sf != 1.0 {
+            for d in [du, dv].into_iter().flatten() {
+                scale(sf, d);
+            }
+        }
+        Some([sf * f, sg * g, sg * gs])
     }
 
     fn batch_samples(&self) -> usize {
@@ -383,13 +448,22 @@ impl Problem for Cleaning {
             y: yb.as_ref(),
             labels: &labels,
         };
-        let (val, losses) = self.objective_on(rows, &psi, scale, v, gv);
+        let sg = self.sg;
+        let (val, losses) = match gv {
+            Some(gv) => {
+                let r = self.objective_on(rows, &psi, scale, v, Some(&mut *gv));
+                self::scale(sg, gv);
+                r
+            }
+            None => self.objective_on(rows, &psi, scale, v, None),
+        };
+        let val = sg * val;
         if let Some(gu) = gu {
             // (N/|B|) s ψ_i (1 − ψ_i) ℓ_i on the batch, 0 elsewhere (accumulated, so a
             // repeated index counts as often as it is drawn).
             gu.fill(0.0);
             for (k, &i) in batch.iter().enumerate() {
-                gu[i] += scale * self.s.u_scale * psi[k] * (1.0 - psi[k]) * losses[k];
+                gu[i] += sg * (scale * self.s.u_scale * psi[k] * (1.0 - psi[k]) * losses[k]);
             }
         }
         val
@@ -397,7 +471,7 @@ impl Problem for Cleaning {
 
     fn ll_solution(&self, u: &[f64], w: &mut [f64]) -> bool {
         if self.s.loss != CleaningLoss::LeastSquares {
-            return false;
+            return self.ce_solvable() && self.ce_solution(u, None, w, None);
         }
         {
             let c = self.cache.lock().expect("cache lock");
@@ -432,12 +506,22 @@ impl Problem for Cleaning {
     }
 
     fn has_ll_solution(&self) -> bool {
-        self.s.loss == CleaningLoss::LeastSquares
+        self.s.loss == CleaningLoss::LeastSquares || self.ce_solvable()
     }
 
     fn penalty_v_solution(&self, u: &[f64], gamma: f64, v: &mut [f64]) -> bool {
+        // argmin f + γ g = argmin f_s + γ' g_s in the internal sum form.
+        let gamma = if self.sg == self.sf {
+            gamma
+        } else {
+            gamma * self.sg / self.sf
+        };
         if self.s.loss != CleaningLoss::LeastSquares {
-            return false;
+            if !self.ce_solvable() {
+                return false;
+            }
+            let mut w = vec![0.0; self.dim_v()];
+            return self.ce_solution(u, Some(gamma), &mut w, Some(v));
         }
         if self.uses_pcg() {
             // Both systems in one block solve; g* at this u is then a cache hit.
@@ -468,7 +552,7 @@ impl Problem for Cleaning {
     }
 
     fn has_penalty_v_solution(&self) -> bool {
-        self.s.loss == CleaningLoss::LeastSquares
+        self.s.loss == CleaningLoss::LeastSquares || self.ce_solvable()
     }
 
     fn project_u(&self, u: &mut [f64]) {
@@ -570,5 +654,18 @@ impl Problem for Cleaning {
         hv: &mut [f64],
     ) {
         self.exact_hvp(level, u, v, du, dv, hu, hv);
+        let c = match level {
+            crate::problem::Level::Lower => self.sg,
+            crate::problem::Level::Upper => self.sf,
+        };
+        if c != 1.0 {
+            scale(c, hu);
+            scale(c, hv);
+        }
     }
+}
+
+/// x ← c x.
+fn scale(c: f64, x: &mut [f64]) {
+    x.iter_mut().for_each(|a| *a *= c);
 }

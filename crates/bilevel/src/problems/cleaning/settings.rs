@@ -36,6 +36,35 @@ pub struct CleaningSettings {
     /// back to the data's own units (W_user = diag(1/σ) W) in the `model` solution view. On
     /// under the defaults rule ([`super::defaults`]), off otherwise.
     pub scale_features: bool,
+    /// Sums over samples (the default) or means: with `mean`, g's sample sum is divided by N
+    /// and f's by N' (benchopt's data-cleaning problem).
+    pub loss_scale: LossScale,
+    /// The ridge term: (λ/2)‖W‖² (`half`, the default) or λ‖W‖² (`full`, benchopt's).
+    pub ridge_form: RidgeForm,
+    /// The default start's logits: u_i = u_start for every sample (W = 0).
+    pub u_start: f64,
+}
+
+/// How the per-sample losses of f and g are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossScale {
+    /// Σ_i ψ_i ℓ_i and Σ_j ℓ_j.
+    #[default]
+    Sum,
+    /// (1/N) Σ_i ψ_i ℓ_i and (1/N') Σ_j ℓ_j.
+    Mean,
+}
+
+/// The factor of the ridge term of g.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RidgeForm {
+    /// (λ/2)‖W‖².
+    #[default]
+    Half,
+    /// λ‖W‖².
+    Full,
 }
 
 /// Linear solver of the exact least-squares solves (g* and the v block of L_γ).
@@ -65,6 +94,9 @@ impl Default for CleaningSettings {
             u_scale: 1.0,
             exact_solve: ExactSolve::Auto,
             scale_features: false,
+            loss_scale: LossScale::Sum,
+            ridge_form: RidgeForm::Half,
+            u_start: 0.0,
         }
     }
 }

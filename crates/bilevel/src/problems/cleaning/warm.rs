@@ -60,7 +60,7 @@ const PCG_MIN_FEATURES: usize = 200;
 /// orders of magnitude closer than the last solution (on the Fashion-MNIST run: initial
 /// residuals about 1e-11 against 2e-3 from the last solution and 2e-5 from a line through the
 /// last two). None without two solutions.
-fn secant_start(path: &[(Vec<f64>, Mat<f64>)], u: &[f64]) -> Option<Mat<f64>> {
+pub(super) fn secant_start(path: &[(Vec<f64>, Mat<f64>)], u: &[f64]) -> Option<Mat<f64>> {
     let (ul, xl) = path.last()?;
     let k = path.len() - 1;
     if k == 0 {
