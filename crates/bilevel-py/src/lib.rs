@@ -13,7 +13,7 @@ use bilevel::trace::Status;
 use bilevel::{Problem, Trace};
 use bilevel_cli::config::{
     CleaningArrays, Config, ProblemConfig, build_cleaning, build_replearn, cleaning_from_arrays,
-    replearn_from_data,
+    cleaning_rule_from_arrays, replearn_from_data,
 };
 use function::FunctionProblem;
 use numpy::{
@@ -60,6 +60,9 @@ impl Built {
 #[pyclass(module = "bilevel._core", name = "BuiltProblem", frozen)]
 struct BuiltProblem {
     built: Built,
+    /// The data-driven defaults rule, when the problem was built under it (cleaning arrays,
+    /// no solver given): it supplies the solver, the run options and the start.
+    rule: Option<Arc<bilevel::problems::cleaning::defaults::Defaults>>,
 }
 
 #[pymethods]
@@ -83,6 +86,12 @@ impl BuiltProblem {
     #[getter]
     fn metric_names(&self) -> Vec<String> {
         self.built.problem().metric_names()
+    }
+    /// What the data-driven defaults rule chose, one line per setting with its value and how it
+    /// was derived (None when the problem was not built under the rule).
+    #[getter]
+    fn defaults_rule(&self) -> Option<Vec<String>> {
+        self.rule.as_ref().map(|r| r.lines())
     }
     /// "cleaning", "replearn", "function" or "other".
     #[getter]
@@ -285,88 +294,117 @@ fn build(
     pc: &ProblemConfig,
     data: Option<&Bound<'_, PyDict>>,
     base: &Path,
-) -> PyResult<Built> {
-    Ok(match (pc, data) {
-        (ProblemConfig::Cleaning(c), Some(d)) => {
-            let arrays = CleaningArrays {
-                train: split_arg(d, "X", "y")?,
-                val: split_arg(d, "X_val", "y_val")?,
-                test: match get(d, "X_test")? {
-                    Some(_) => Some(split_arg(d, "X_test", "y_test")?),
-                    None => None,
-                },
-                corrupted: match get(d, "corrupted")? {
-                    Some(a) => Some(a.extract::<Vec<bool>>()?),
-                    None => None,
-                },
-                classes: match get(d, "classes")? {
-                    Some(a) => Some(a.extract::<usize>()?),
-                    None => None,
-                },
-            };
-            let c = c.as_ref().clone();
-            let p = py
-                .detach(move || cleaning_from_arrays(&c, arrays))
-                .map_err(value_error)?;
-            Built::Cleaning(Arc::new(p))
-        }
-        (ProblemConfig::Replearn(c), Some(d)) => {
-            let mats = [
-                mat_arg(d, "X")?,
-                mat_arg(d, "Y")?,
-                mat_arg(d, "X_val")?,
-                mat_arg(d, "Y_val")?,
-            ];
-            let c = c.clone();
-            let p = py
-                .detach(move || {
-                    replearn_from_data(&c, |h, scaling| {
-                        let [x, y, xv, yv] = mats;
-                        Ok(RepLearning::from_data(x, y, xv, yv, h, scaling)?)
+    rule: Option<Option<usize>>,
+) -> PyResult<(
+    Built,
+    Option<Arc<bilevel::problems::cleaning::defaults::Defaults>>,
+)> {
+    if rule.is_some() && !matches!((pc, data), (ProblemConfig::Cleaning(_), Some(_))) {
+        return Err(PyValueError::new_err(
+            "the defaults rule (no solver given) is for hyper-cleaning on arrays only; give a solver",
+        ));
+    }
+    Ok((
+        match (pc, data) {
+            (ProblemConfig::Cleaning(c), Some(d)) if rule.is_some() => {
+                let arrays = cleaning_arrays(d)?;
+                let c = c.as_ref().clone();
+                let max_iter = rule.flatten();
+                let (p, r) = py
+                    .detach(move || cleaning_rule_from_arrays(&c, arrays, max_iter))
+                    .map_err(value_error)?;
+                return Ok((Built::Cleaning(Arc::new(p)), Some(Arc::new(r))));
+            }
+            (ProblemConfig::Cleaning(c), Some(d)) => {
+                let arrays = cleaning_arrays(d)?;
+                let c = c.as_ref().clone();
+                let p = py
+                    .detach(move || cleaning_from_arrays(&c, arrays))
+                    .map_err(value_error)?;
+                Built::Cleaning(Arc::new(p))
+            }
+            (ProblemConfig::Replearn(c), Some(d)) => {
+                let mats = [
+                    mat_arg(d, "X")?,
+                    mat_arg(d, "Y")?,
+                    mat_arg(d, "X_val")?,
+                    mat_arg(d, "Y_val")?,
+                ];
+                let c = c.clone();
+                let p = py
+                    .detach(move || {
+                        replearn_from_data(&c, |h, scaling| {
+                            let [x, y, xv, yv] = mats;
+                            Ok(RepLearning::from_data(x, y, xv, yv, h, scaling)?)
+                        })
+                        .context("[problem] kind = \"replearn\"")
                     })
-                    .context("[problem] kind = \"replearn\"")
+                    .map_err(value_error)?;
+                Built::Replearn(Arc::new(p))
+            }
+            (_, Some(_)) => {
+                return Err(PyValueError::new_err(format!(
+                    "problem kind \"{}\" takes no arrays",
+                    pc.kind()
+                )));
+            }
+            // Concrete types for the named views; the same code as `ProblemConfig::build`.
+            (_, None) => {
+                let (pc, base) = (pc.clone(), base.to_path_buf());
+                py.detach(move || -> anyhow::Result<Built> {
+                    Ok(match &pc {
+                        ProblemConfig::Cleaning(c) => {
+                            Built::Cleaning(Arc::new(build_cleaning(c, &base)?))
+                        }
+                        ProblemConfig::Replearn(c) => {
+                            Built::Replearn(Arc::new(build_replearn(c, &base)?))
+                        }
+                        _ => Built::Other(Arc::from(pc.build(&base)?)),
+                    })
                 })
-                .map_err(value_error)?;
-            Built::Replearn(Arc::new(p))
-        }
-        (_, Some(_)) => {
-            return Err(PyValueError::new_err(format!(
-                "problem kind \"{}\" takes no arrays",
-                pc.kind()
-            )));
-        }
-        // Concrete types for the named views; the same code as `ProblemConfig::build`.
-        (_, None) => {
-            let (pc, base) = (pc.clone(), base.to_path_buf());
-            py.detach(move || -> anyhow::Result<Built> {
-                Ok(match &pc {
-                    ProblemConfig::Cleaning(c) => {
-                        Built::Cleaning(Arc::new(build_cleaning(c, &base)?))
-                    }
-                    ProblemConfig::Replearn(c) => {
-                        Built::Replearn(Arc::new(build_replearn(c, &base)?))
-                    }
-                    _ => Built::Other(Arc::from(pc.build(&base)?)),
-                })
-            })
-            .map_err(value_error)?
-        }
+                .map_err(value_error)?
+            }
+        },
+        None,
+    ))
+}
+
+/// The arrays of a cleaning problem given in memory.
+fn cleaning_arrays(d: &Bound<'_, PyDict>) -> PyResult<CleaningArrays> {
+    Ok(CleaningArrays {
+        train: split_arg(d, "X", "y")?,
+        val: split_arg(d, "X_val", "y_val")?,
+        test: match get(d, "X_test")? {
+            Some(_) => Some(split_arg(d, "X_test", "y_test")?),
+            None => None,
+        },
+        corrupted: match get(d, "corrupted")? {
+            Some(a) => Some(a.extract::<Vec<bool>>()?),
+            None => None,
+        },
+        classes: match get(d, "classes")? {
+            Some(a) => Some(a.extract::<usize>()?),
+            None => None,
+        },
     })
 }
 
 /// Builds the problem of `{"problem": table}` (settings checked by the config code); `data`
 /// holds arrays for problems given in memory; `user` is a function problem.
 #[pyfunction]
-#[pyo3(signature = (problem, data=None, user=None))]
+#[pyo3(signature = (problem, data=None, user=None, rule=false, max_iter=None))]
 fn build_problem(
     py: Python<'_>,
     problem: &Bound<'_, PyDict>,
     data: Option<&Bound<'_, PyDict>>,
     user: Option<Bound<'_, FunctionProblemPy>>,
+    rule: bool,
+    max_iter: Option<usize>,
 ) -> PyResult<BuiltProblem> {
     if let Some(u) = user {
         return Ok(BuiltProblem {
             built: Built::Function(u.get().inner.clone()),
+            rule: None,
         });
     }
     let doc = PyDict::new(py);
@@ -374,9 +412,14 @@ fn build_problem(
     doc.set_item("solver", placeholder_solver(py)?)?;
     doc.set_item("seeds", vec![0u64])?;
     let cfg = parse_config(py, &doc)?;
-    Ok(BuiltProblem {
-        built: build(py, &cfg.problem, data, &cfg.base_dir)?,
-    })
+    let (built, rule) = build(
+        py,
+        &cfg.problem,
+        data,
+        &cfg.base_dir,
+        rule.then_some(max_iter),
+    )?;
+    Ok(BuiltProblem { built, rule })
 }
 
 fn placeholder_solver<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -447,18 +490,33 @@ fn run<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let doc = config.copy()?;
+    // Under the defaults rule the config has no solver: the rule supplies it.
+    let by_rule = match &problem.rule {
+        Some(r) if !doc.contains("solver")? => {
+            doc.set_item("solver", placeholder_solver(py)?)?;
+            Some(r.clone())
+        }
+        _ => None,
+    };
     let pt = PyDict::new(py);
     pt.set_item("kind", "example1")?;
     doc.set_item("problem", pt)?;
     doc.set_item("seeds", vec![seed])?;
     let cfg = parse_config(py, &doc)?;
     let built = problem.built.clone();
-    let (u0, v0) = cfg
-        .start
-        .point(built.problem(), seed)
-        .map_err(value_error)?;
+    let (u0, v0) = match (&by_rule, &cfg.start) {
+        (Some(r), bilevel_cli::config::StartConfig::Default) => r.start.clone(),
+        _ => cfg
+            .start
+            .point(built.problem(), seed)
+            .map_err(value_error)?,
+    };
     let flag = Arc::new(AtomicBool::new(false));
     let mut opts = cfg.run.options(seed);
+    if let Some(r) = &by_rule {
+        opts.grad_u_rel_tol = r.grad_u_rel_tol;
+        opts.max_iter = r.max_iter;
+    }
     opts.interrupt = Some(flag.clone());
     // The data-driven defaults rule of `bilevel run` (a cleaning config without [solver]) is
     // not reachable from Python yet: a solver is required here.
@@ -477,7 +535,10 @@ fn run<'py>(
         let worker = std::thread::spawn(move || {
             let out =
                 (|| -> anyhow::Result<(Result<bilevel::RunOutput, bilevel::RunError>, String)> {
-                    let mut solver = solver_cfg.build()?;
+                    let mut solver: Box<dyn bilevel::Solver> = match &by_rule {
+                        Some(r) => Box::new(r.solver()),
+                        None => solver_cfg.build()?,
+                    };
                     let r =
                         bilevel::run(built.problem(), solver.as_mut(), &u0, &v0, &opts, &mut []);
                     Ok((r, solver.name()))

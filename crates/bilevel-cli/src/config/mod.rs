@@ -28,8 +28,8 @@ mod solver;
 pub use groups::{InnerKind, InnerLoopKeys, RampKeys, SmoothnessConfig, StepKeys};
 pub use observe::ObserveSection;
 pub use problem::{
-    CleaningArrays, build_cleaning, build_replearn, cleaning_from_arrays, cleaning_problem,
-    replearn_from_data,
+    CleaningArrays, build_cleaning, build_replearn, cleaning_data_from_arrays,
+    cleaning_from_arrays, cleaning_problem, cleaning_rule_from_arrays, replearn_from_data,
 };
 pub use problem::{
     CleaningConfig, CleaningSource, CounterexampleConfig, Example1Config, PROBLEM_KINDS,

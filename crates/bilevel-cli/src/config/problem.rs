@@ -647,6 +647,11 @@ pub struct CleaningArrays {
 
 /// Builds `kind = "cleaning"` with `data = "files"` on in-memory arrays instead of the files.
 pub fn cleaning_from_arrays(cfg: &CleaningConfig, a: CleaningArrays) -> Result<Cleaning> {
+    cleaning_problem(cfg, cleaning_data_from_arrays(a)?).context("[problem] kind = \"cleaning\"")
+}
+
+/// The checked data of in-memory arrays (the classes default to the largest label + 1).
+pub fn cleaning_data_from_arrays(a: CleaningArrays) -> Result<CleaningData> {
     let m = a.train.x.ncols();
     let test = a
         .test
@@ -660,8 +665,31 @@ pub fn cleaning_from_arrays(cfg: &CleaningConfig, a: CleaningArrays) -> Result<C
             .max()
             .map_or(0, |l| l + 1)
     });
-    let data = CleaningData::new(a.train, a.val, test, classes, a.corrupted, "arrays")?;
-    cleaning_problem(cfg, data).context("[problem] kind = \"cleaning\"")
+    Ok(CleaningData::new(
+        a.train,
+        a.val,
+        test,
+        classes,
+        a.corrupted,
+        "arrays",
+    )?)
+}
+
+/// The cleaning problem of in-memory arrays under the data-driven defaults rule (what
+/// `bilevel run` does for a cleaning config without `[solver]`): the explicit keys of `cfg`
+/// override the rule one by one, and `max_iter` replaces its iteration guard.
+pub fn cleaning_rule_from_arrays(
+    cfg: &CleaningConfig,
+    a: CleaningArrays,
+    max_iter: Option<usize>,
+) -> Result<(Cleaning, bilevel::problems::cleaning::defaults::Defaults)> {
+    let data = cleaning_data_from_arrays(a)?;
+    let mut ov = cfg.overrides();
+    ov.max_iter = max_iter;
+    Ok(
+        bilevel::problems::cleaning::defaults::Defaults::build(data, &ov)
+            .context("[problem] kind = \"cleaning\" (defaults rule)")?,
+    )
 }
 
 /// Builds representation learning from given data (`data_dir` in a file, arrays in memory):

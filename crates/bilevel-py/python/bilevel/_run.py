@@ -50,6 +50,8 @@ class Result:
         self.seed: int = out["seed"]
         self.solver: str = out["solver"]
         self.problem: str = out["problem"]
+        # What the defaults rule chose (None when a solver was given).
+        self.defaults_rule: Optional[List[str]] = built.defaults_rule
         # Named views (the problem's own, as `bilevel run` writes them), computed now so a
         # Result pickles without the Rust problem.
         self._views: Dict[str, Any] = dict(built.solution_views(self.u, self.v))
@@ -167,7 +169,7 @@ def _config(
 
 def run(
     problem: Problem,
-    solver: Union[Solver, Mapping[str, Any]],
+    solver: Optional[Union[Solver, Mapping[str, Any]]] = None,
     *,
     seed: int = 0,
     start: Optional[Tuple[Any, Any]] = None,
@@ -175,6 +177,11 @@ def run(
     **options: Any,
 ) -> Result:
     """Runs `solver` on `problem`, as `bilevel run` runs one seed of a config.
+
+    Without a solver (hyper-cleaning on arrays only) the data-driven defaults rule chooses the
+    solver, the scales, γ, the u step, the start and the stop from the training and validation
+    data (docs/cleaning.md, "Defaults and how each is chosen"); ``Result.defaults_rule`` lists
+    what it chose.
 
     ``seed`` seeds the run's randomness (and the start point with ``box``). ``start =
     (u0, v0)`` starts from a given point; ``box = (lo, hi)`` draws every coordinate uniformly;
@@ -187,8 +194,15 @@ def run(
     attribute. Bad settings or data raise ValueError with the CLI's message. A divergence is
     not an exception: the Result has status "diverged" and the trace up to it.
     """
-    built = problem.build()
-    cfg = _config(solver, start, box, (built.dim_u, built.dim_v), options)
+    if solver is None:
+        # The data-driven defaults rule (hyper-cleaning on arrays), as `bilevel run` without
+        # [solver]: settings, steps, start and stop from the training and validation data.
+        built = problem.build(rule=True, max_iter=options.get("max_iter"))
+        cfg = _config({"kind": "pbgd"}, start, box, (built.dim_u, built.dim_v), options)
+        del cfg["solver"]
+    else:
+        built = problem.build()
+        cfg = _config(solver, start, box, (built.dim_u, built.dim_v), options)
     out = _core.run(built, cfg, int(seed))
     res = Result(out, built)
     exc = out.get("interrupt")

@@ -10,7 +10,6 @@ from . import _core
 from ._checks import as_matrix, label_codes
 from ._run import Result, run
 from .problems import Cleaning
-from .solvers import Pbgd, Solver
 
 __all__ = ["HyperCleaner"]
 
@@ -21,8 +20,12 @@ class HyperCleaner:
     as untrustworthy (typically mislabelled).
 
     ``fit(X, y, X_val, y_val)`` runs PBGD on the cleaning problem built by the CLI's config
-    code, so every setting left at ``None`` takes the default of `bilevel run` for
-    ``kind = "cleaning"`` with ``data = "files"`` (docs/cli.md). Labels may be integers,
+    code. With no solver (the default) it is `bilevel run`'s data-driven defaults rule for a
+    cleaning config without ``[solver]``: features scaled by their training standard
+    deviation, λ = 0.1 N, γ = 100 N'/N, Gauss–Seidel PBGD with the exact lower-level blocks,
+    the u step from the first gradient and a stop at half the starting stationarity, all from
+    the training and validation data only (docs/cleaning.md, "Defaults and how each is
+    chosen"); every setting given explicitly replaces the rule's value. Labels may be integers,
     bools or strings; ``classes_`` holds the sorted distinct labels of y and y_val.
 
     Parameters
@@ -30,10 +33,10 @@ class HyperCleaner:
     loss : "least-squares" | "softmax-cross-entropy" | None
     lambda_ : ridge λ ≥ 0 on the model (the config key ``lambda``)
     bound, u_scale, exact_solve : as the config keys
-    solver : a :mod:`bilevel.solvers` object or dict; None means Gauss–Seidel PBGD with γ = 10
-        and the exact lower-level solution, as in configs/cleaning.toml
-    max_iter, record_every, grad_tol, rel_tol, max_time_s : the `[run]` keys (max_iter
-        default 2000, record_every default 20, as in configs/cleaning.toml)
+    solver : a :mod:`bilevel.solvers` object or dict; None (default) means the defaults rule
+    max_iter, record_every, grad_tol, rel_tol, max_time_s : the `[run]` keys (None: the rule's
+        guard of 1000 iterations and a record every iteration, or `bilevel run`'s defaults
+        with a solver)
     seed : the run's seed
 
     Attributes (after fit)
@@ -44,6 +47,7 @@ class HyperCleaner:
     classes_ : the class labels
     n_features_in_ : number of features
     result_ : the :class:`bilevel.Result` of the run (trace, status)
+    defaults_rule_ : what the defaults rule chose, a line per setting (None with a solver)
     """
 
     def __init__(
@@ -55,8 +59,8 @@ class HyperCleaner:
         u_scale: Optional[float] = None,
         exact_solve: Optional[str] = None,
         solver: Any = None,
-        max_iter: Optional[int] = 2000,
-        record_every: Optional[int] = 20,
+        max_iter: Optional[int] = None,
+        record_every: Optional[int] = None,
         grad_tol: Optional[float] = None,
         rel_tol: Optional[float] = None,
         max_time_s: Optional[float] = None,
@@ -115,9 +119,8 @@ class HyperCleaner:
         return f"HyperCleaner({', '.join(changed)})"
 
     def _solver(self) -> Any:
-        if self.solver is not None:
-            return self.solver
-        return Pbgd(update="gauss-seidel", gamma=10.0, inner="exact")
+        # None: the data-driven defaults rule.
+        return self.solver
 
     def fit(self, X: Any, y: Any, X_val: Any, y_val: Any) -> "HyperCleaner":
         """Learns the sample weights and the model. X, X_val: samples × features; y, y_val:
@@ -169,6 +172,7 @@ class HyperCleaner:
                 f"hyper-cleaning diverged ({res.detail}); try a smaller gamma or step size"
             )
         self.result_ = res
+        self.defaults_rule_ = res.defaults_rule
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.sample_weight_ = res.sample_weights

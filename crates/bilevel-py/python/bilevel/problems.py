@@ -45,10 +45,12 @@ class Problem:
     def _user(self) -> Optional[Any]:
         return None
 
-    def build(self) -> "_core.BuiltProblem":
+    def build(self, rule: bool = False, max_iter: Optional[int] = None) -> "_core.BuiltProblem":
         """Builds the Rust problem (settings checked by the CLI's config code; a bad setting
-        raises ValueError with the CLI's message)."""
-        return _core.build_problem(self._table(), self._data(), self._user())
+        raises ValueError with the CLI's message). ``rule=True`` (hyper-cleaning on arrays)
+        builds it under the data-driven defaults rule of `bilevel run`, which then supplies the
+        solver, its steps, the start and the stop; ``max_iter`` replaces the rule's guard."""
+        return _core.build_problem(self._table(), self._data(), self._user(), rule, max_iter)
 
     @property
     def dims(self) -> Tuple[int, int]:
