@@ -176,6 +176,8 @@ SOLVERS = [
     S.Aid(),
     S.Aid(solve="neumann", terms=20),
     S.Itd(),
+    S.AltPbgd(gamma=10.0),
+    S.PbgdFree(gamma=10.0),
     {"kind": "pbgd", "gamma": 5, "smoothness": (2.0, 3.0, 1.5)},
 ]
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["Solver", "Pbgd", "VPbgd", "F2sa", "Bome", "Aid", "Itd", "solver_table"]
+__all__ = [
+    "Solver",
+    "Pbgd",
+    "VPbgd",
+    "AltPbgd",
+    "PbgdFree",
+    "F2sa",
+    "Bome",
+    "Aid",
+    "Itd",
+    "solver_table",
+]
 
 SmoothnessArg = Optional[Union[Tuple[float, float, float], Mapping[str, float]]]
 
@@ -181,6 +192,54 @@ class Itd(Solver):
         self,
         *,
         inner_steps: Optional[int] = None,
+        beta: Optional[float] = None,
+        c: Optional[float] = None,
+        alpha: Optional[float] = None,
+        smoothness: SmoothnessArg = None,
+    ) -> None:
+        super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+
+
+class AltPbgd(Solver):
+    """ALT-PBGD: projected descent on the reduced penalty F_γ(u) = min_v L_γ(u, v) with a step
+    from F_γ's smoothness, which does not shrink with γ (gamma required). v_block / w_block
+    "exact" (default where the problem has the closed forms) or "gradient"; inner_steps (a
+    fixed count) or the accuracy rule inner_rho (default 0.1) / inner_max_steps (200); c
+    (η = c/ℓ_F, default 0.5) or alpha; reduced_smoothness (ℓ_F; default estimated at the
+    start); smoothness."""
+
+    kind = "alt-pbgd"
+
+    def __init__(
+        self,
+        *,
+        gamma: Optional[float] = None,
+        v_block: Optional[str] = None,
+        w_block: Optional[str] = None,
+        inner_steps: Optional[int] = None,
+        inner_rho: Optional[float] = None,
+        inner_max_steps: Optional[int] = None,
+        c: Optional[float] = None,
+        alpha: Optional[float] = None,
+        reduced_smoothness: Optional[float] = None,
+        smoothness: SmoothnessArg = None,
+    ) -> None:
+        super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+
+
+class PbgdFree(Solver):
+    """PBGD-Free: v_steps (default 1) warm steps of size beta on γ⁻¹f + g, then u along
+    ∇_u f only (no value function; gamma required); c (η = c/ℓ_f, default 0.5) or alpha;
+    smoothness. It can stall where the upper level is not flat: attach the flatness
+    diagnostic through `bilevel run` ([observe] flatness = true) to see it."""
+
+    kind = "pbgd-free"
+
+    def __init__(
+        self,
+        *,
+        gamma: Optional[float] = None,
+        v_steps: Optional[int] = None,
         beta: Optional[float] = None,
         c: Optional[float] = None,
         alpha: Optional[float] = None,
