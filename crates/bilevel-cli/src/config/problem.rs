@@ -686,10 +686,8 @@ pub fn cleaning_rule_from_arrays(
     let data = cleaning_data_from_arrays(a)?;
     let mut ov = cfg.overrides();
     ov.max_iter = max_iter;
-    Ok(
-        bilevel::problems::cleaning::defaults::Defaults::build(data, &ov)
-            .context("[problem] kind = \"cleaning\" (defaults rule)")?,
-    )
+    bilevel::problems::cleaning::defaults::Defaults::build(data, &ov)
+        .context("[problem] kind = \"cleaning\" (defaults rule)")
 }
 
 /// Builds representation learning from given data (`data_dir` in a file, arrays in memory):
