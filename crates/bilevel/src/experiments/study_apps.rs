@@ -11,7 +11,9 @@ use crate::problem::{Level, Problem, hvp_by_differences};
 use crate::problems::cleaning::{Cleaning, CleaningData, CleaningSettings, ClusterConfig};
 use crate::problems::replearn::{Regime, RepLearning, RepSizes};
 use crate::run::RunOptions;
-use crate::solvers::{Aid, Bome, F2sa, Itd, LinearSolve, Pbgd, Solver, StepRule, Update};
+use crate::solvers::{
+    Aid, AltPbgd, Bome, F2sa, Itd, LinearSolve, Pbgd, PbgdFree, Solver, StepRule, Update,
+};
 use crate::study::{Start, StartResult, many_starts, uniform_starts};
 use crate::trace::Status;
 use serde_json::json;
@@ -77,7 +79,7 @@ fn run_all(
     out
 }
 
-/// The seven solvers of the application studies. `u_ratio` is the u-block step ratio of F²SA
+/// The nine solvers of the application studies. `u_ratio` is the u-block step ratio of F²SA
 /// and BOME (ξ_u/ξ_v), `hyper` the fixed step of AID and ITD (None: α = 0.5/ℓ_f).
 fn factories(gamma: f64, ramp: usize, u_ratio: f64, hyper: Option<f64>) -> Vec<Factory> {
     let hstep = move || hyper.map_or(StepRule::default(), StepRule::Fixed);
@@ -125,6 +127,15 @@ fn factories(gamma: f64, ramp: usize, u_ratio: f64, hyper: Option<f64>) -> Vec<F
         (
             "ITD T=5".into(),
             Box::new(move || Box::new(Itd::new(5).with_step(hstep())) as Box<dyn Solver>),
+        ),
+        // The follow-ups with their defaults (exact responses where the problem has them).
+        (
+            format!("ALT-PBGD γ={gamma}"),
+            Box::new(move || Box::new(AltPbgd::new(gamma)) as Box<dyn Solver>),
+        ),
+        (
+            format!("PBGD-Free K=1 γ={gamma}"),
+            Box::new(move || Box::new(PbgdFree::new(gamma)) as Box<dyn Solver>),
         ),
     ]
 }
@@ -500,7 +511,7 @@ impl Experiment for StudyReplearn {
             SEED_REP + 500,
         )];
         for o in &outs {
-            if o.label.starts_with("PBGD") {
+            if o.label.starts_with("PBGD-Jacobi") || o.label.starts_with("PBGD-GS") {
                 claims.push(Claim::new(
                     format!("{}: reaches the certified global optimum from every one of {k} starts ({success_def})", o.label),
                     format!("{:.0}%", 100.0 * o.rate()),
@@ -524,7 +535,7 @@ impl Experiment for StudyReplearn {
                 "stop": format!("relative distance of the product to the penalty optimum ≤ {dist_tol:e}, or L_γ ≤ 1e-20·½‖Y_val‖²"),
                 "success_tolerance": tol, "gamma": gamma,
                 "solvers": facs.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
-                "steps": "PBGD, V-PBGD, F²SA, BOME: α = 0.5/(ℓ_f + γ ℓ_g) with the problem's smoothness bound (γ = λ_k for F²SA and BOME); AID, ITD: α = 0.5/ℓ_f, β = 1/ℓ_g,vv",
+                "steps": "PBGD, V-PBGD, F²SA, BOME: α = 0.5/(ℓ_f + γ ℓ_g) with the problem's smoothness bound (γ = λ_k for F²SA and BOME); AID, ITD: α = 0.5/ℓ_f, β = 1/ℓ_g,vv; ALT-PBGD: η = 0.5/max(ℓ_F estimated, ℓ_f), gradient blocks, accuracy rule; PBGD-Free: K = 1, η = 0.5/ℓ_f",
             }),
             claims,
             tables: vec![parts.table],
@@ -731,7 +742,7 @@ impl Experiment for StudyCleaning {
                 "starts": k, "start_seed": SEED_CLEAN, "start": format!("logits s·u uniform in [−{logit}, {logit}] (seed's Init stream), W = 0"),
                 "run_seed": SEED_CLEAN, "max_iter": max_iter, "gamma": gamma, "success_tolerance": tol,
                 "solvers": facs.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
-                "steps": "PBGD: α = 0.5/(ℓ_f + γ ℓ_g), smoothness estimated at the start, exact g*; F²SA and BOME: same rule at λ_k, u-block step ratio s² = 900; AID, ITD: fixed α = 1e-4, β = 1/ℓ_g,vv",
+                "steps": "PBGD: α = 0.5/(ℓ_f + γ ℓ_g), smoothness estimated at the start, exact g*; F²SA and BOME: same rule at λ_k, u-block step ratio s² = 900; AID, ITD: fixed α = 1e-4, β = 1/ℓ_g,vv; ALT-PBGD: exact responses, η = 0.5/max(ℓ_F estimated, ℓ_f); PBGD-Free: K = 1, η = 0.5/ℓ_f",
             }),
             claims,
             tables: vec![parts.table],
