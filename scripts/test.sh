@@ -17,10 +17,11 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-# Build tools and test dependencies (scikit-learn, pandas and dask are optional at run time;
-# their tests skip without them).
+# Build tools and test dependencies (scikit-learn, pandas, dask, benchopt and jax are optional
+# at run time; their tests skip without them, so they are installed here to run them all).
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q "maturin>=1.16,<2" pytest numpy scikit-learn pandas "dask[distributed]"
+"$VENV/bin/pip" install -q "maturin>=1.16,<2" pytest numpy scikit-learn pandas "dask[distributed]" \
+  benchopt jax
 # `pip install .` is how users install it; build the same way (wheel from source).
 "$VENV/bin/pip" install -q --force-reinstall --no-deps .
 "$VENV/bin/python" -m pytest -q crates/bilevel-py/tests

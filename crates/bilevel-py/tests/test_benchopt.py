@@ -89,9 +89,17 @@ def test_benchopt_run(tmp_path):
     last = df.sort_values("stop_val").iloc[-1]
     # PBGD with γ = 10 solves the penalized problem: within O(1/γ) of the bilevel optimum.
     assert last["objective_x_err"] < 0.1, last
+    # ... and near the point a direct run of the same solver on the same oracles reaches. Not
+    # bit for bit: benchopt's last result stops after a finite number of callbacks, and each
+    # callback restarts the inner loop's warm start (measured: 0.07783 against 0.07812).
+    u, x_star = _direct_run()
+    assert abs(last["objective_x_err"] - np.linalg.norm(u - x_star)) <= 1e-3, (
+        last["objective_x_err"], np.linalg.norm(u - x_star))
 
 
-def test_solver_matches_direct_run():
+def _direct_run():
+    """PBGD (γ = 10, 10 warm inner steps) through `bilevel.run` on the benchmark's data and
+    oracles (JAX), to convergence; returns the final u and the bilevel optimum."""
     jax = pytest.importorskip("jax")
     import bilevel
 
@@ -121,4 +129,9 @@ def test_solver_matches_direct_run():
     res = bilevel.run(p, bilevel.solvers.Pbgd(gamma=10.0, inner="gd", inner_steps=10),
                       start=(np.zeros(3), np.zeros(6)), max_iter=3000)
     x_star = np.linalg.solve(A.T @ A + mu * np.eye(3), A.T @ t)
-    assert np.linalg.norm(res.u - x_star) < 0.1
+    return res.u, x_star
+
+
+def test_solver_matches_direct_run():
+    u, x_star = _direct_run()
+    assert np.linalg.norm(u - x_star) < 0.1

@@ -1,6 +1,7 @@
 """bilevel.study: many starts, any concurrent.futures executor, identical results."""
 
 import concurrent.futures as cf
+import multiprocessing as mp
 
 import numpy as np
 import pytest
@@ -37,7 +38,13 @@ def test_study_matches_single_runs():
     _same(explicit, singles[1:2])
 
 
-@pytest.mark.parametrize("pool", [cf.ThreadPoolExecutor, cf.ProcessPoolExecutor])
+def _processes(max_workers):
+    # spawn, not fork: this process runs Rust (rayon) and, in the same pytest session, JAX
+    # threads; forking a multithreaded process can deadlock the child.
+    return cf.ProcessPoolExecutor(max_workers=max_workers, mp_context=mp.get_context("spawn"))
+
+
+@pytest.mark.parametrize("pool", [cf.ThreadPoolExecutor, _processes], ids=["threads", "processes"])
 def test_executors_give_identical_results(pool):
     ref = bilevel.study(PROBLEM, SOLVER, starts=5, seed=3, max_iter=40)
     with pool(max_workers=2) as ex:
@@ -52,7 +59,7 @@ def test_cleaning_arrays_across_processes():
     p = P.Cleaning(X, np.array(["a", "b"])[y], Xv, np.array(["a", "b"])[yv])
     s = S.Pbgd(update="gauss-seidel", gamma=10.0)
     ref = bilevel.study(p, s, starts=3, max_iter=30)
-    with cf.ProcessPoolExecutor(max_workers=2) as ex:
+    with _processes(2) as ex:
         got = bilevel.study(p, s, starts=3, max_iter=30, executor=ex)
     _same(ref, got)
     np.testing.assert_array_equal(ref[2].sample_weights, got[2].sample_weights)

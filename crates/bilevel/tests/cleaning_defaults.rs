@@ -4,7 +4,7 @@
 
 use bilevel::Problem;
 use bilevel::problems::cleaning::defaults::{Defaults, Overrides};
-use bilevel::problems::cleaning::{CleaningData, ClusterConfig};
+use bilevel::problems::cleaning::{Cleaning, CleaningData, ClusterConfig};
 use bilevel::run;
 
 /// Gaussian clusters with columns in mixed units (×10^U(−2, 2)) and offset features.
@@ -27,6 +27,20 @@ fn mixed_clusters(seed: u64) -> CleaningData {
         }
     }
     d
+}
+
+/// One run of the rule's solver from its start, seed 0.
+fn run_rule(p: &Cleaning, r: &Defaults) -> bilevel::RunOutput {
+    let mut s = r.solver();
+    run(
+        p,
+        &mut s,
+        &r.start.0,
+        &r.start.1,
+        &r.run_options(0),
+        &mut [],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -52,25 +66,7 @@ fn the_rule_never_reads_test_labels_or_the_mask() {
         (r2.gamma.to_bits(), r2.u_step.to_bits(), r2.grad_u_rel_tol)
     );
     assert_eq!(r1.start, r2.start);
-    let (mut s1, mut s2) = (r1.solver(), r2.solver());
-    let o1 = run(
-        &p1,
-        &mut s1,
-        &r1.start.0,
-        &r1.start.1,
-        &r1.run_options(0),
-        &mut [],
-    )
-    .unwrap();
-    let o2 = run(
-        &p2,
-        &mut s2,
-        &r2.start.0,
-        &r2.start.1,
-        &r2.run_options(0),
-        &mut [],
-    )
-    .unwrap();
+    let (o1, o2) = (run_rule(&p1, &r1), run_rule(&p2, &r2));
     assert_eq!((o1.u, o1.v, o1.iterations), (o2.u, o2.v, o2.iterations));
     assert_eq!(o1.trace.records.len(), o2.trace.records.len());
     for (a, b) in o1.trace.records.iter().zip(&o2.trace.records) {
@@ -97,16 +93,7 @@ fn the_rule_never_reads_test_labels_or_the_mask() {
 #[test]
 fn the_first_record_measures_the_gradient_of_phi_and_the_stop_is_relative_to_it() {
     let (p, r) = Defaults::build(mixed_clusters(32), &Overrides::default()).unwrap();
-    let mut s = r.solver();
-    let o = run(
-        &p,
-        &mut s,
-        &r.start.0,
-        &r.start.1,
-        &r.run_options(0),
-        &mut [],
-    )
-    .unwrap();
+    let o = run_rule(&p, &r);
     let recs = &o.trace.records;
     // u = 0 with |α ∇| far inside the box: the projected mapping is the gradient itself.
     let g0 = recs[0].grad_u;
@@ -165,16 +152,7 @@ fn explicit_settings_replace_the_rule_one_by_one() {
     );
     assert!(p.feature_scales().is_none());
     assert_eq!(r.gamma, base.gamma);
-    let mut s = r.solver();
-    let o = run(
-        &p,
-        &mut s,
-        &r.start.0,
-        &r.start.1,
-        &r.run_options(0),
-        &mut [],
-    )
-    .unwrap();
+    let o = run_rule(&p, &r);
     assert_eq!(o.iterations, 7);
 }
 
@@ -184,16 +162,7 @@ fn scaled_features_map_the_model_back_exactly() {
     let raw = d.test.x.clone();
     let (p, r) = Defaults::build(d, &Overrides::default()).unwrap();
     let sig = p.feature_scales().unwrap().to_vec();
-    let mut s = r.solver();
-    let o = run(
-        &p,
-        &mut s,
-        &r.start.0,
-        &r.start.1,
-        &r.run_options(0),
-        &mut [],
-    )
-    .unwrap();
+    let o = run_rule(&p, &r);
     let (m, n) = (p.data().features(), p.data().classes);
     let w_user = p.model_in_data_units(&o.v);
     let view = p
@@ -221,4 +190,31 @@ fn scaled_features_map_the_model_back_exactly() {
             assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
+}
+
+#[test]
+fn softmax_under_the_rule_takes_the_newton_cg_v_block_and_the_relative_stop() {
+    use bilevel::problems::cleaning::CleaningLoss;
+    let ov = Overrides {
+        loss: Some(CleaningLoss::SoftmaxCrossEntropy),
+        ..Overrides::default()
+    };
+    let (p, r) = Defaults::build(mixed_clusters(35), &ov).unwrap();
+    assert!(
+        r.exact_v,
+        "softmax with the rule's ridge has the Newton-CG v block"
+    );
+    assert_eq!(r.grad_u_rel_tol, Some(0.5));
+    let o = run_rule(&p, &r);
+    assert!(
+        matches!(&o.status, bilevel::Status::Converged(w) if w.contains("grad_u")),
+        "{:?}",
+        o.status
+    );
+    let (_, recall, f1) = p.cleaning_scores(&o.u);
+    assert!(
+        f1 >= 0.85 && recall >= 0.8,
+        "softmax under the rule: F1 {f1:.3}, recall {recall:.3} after {} iterations",
+        o.iterations
+    );
 }

@@ -206,7 +206,7 @@ class AltPbgd(Solver):
     "exact" (default where the problem has the closed forms) or "gradient"; inner_steps (a
     fixed count) or the accuracy rule inner_rho (default 0.1) / inner_max_steps (200); c
     (η = c/ℓ_F, default 0.5) or alpha; reduced_smoothness (ℓ_F; default the estimate at the
-    start, floored at ℓ_f where F_γ is flat there); smoothness."""
+    start, floored at ℓ_f when a block takes gradient steps); smoothness."""
 
     kind = "alt-pbgd"
 

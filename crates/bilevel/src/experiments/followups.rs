@@ -493,7 +493,7 @@ impl Experiment for Followups {
                     "max_iter": QUAD_MAX_ITER},
                 "solvers": {
                     "PBGD-Free": "K = 1, beta = 1/(l_f/gamma + l_g,vv), eta = 0.5/l_f",
-                    "ALT-PBGD": "eta = 0.5/max(l_F, l_f) (l_F: power-iteration estimate of F_gamma's smoothness at the start); gradient blocks: beta_v = 1/(l_f/gamma + l_g,vv), beta_w = 1/l_g,vv, accuracy rule rho = 0.1",
+                    "ALT-PBGD": "eta = 0.5/l_F (power-iteration estimate of F_gamma's smoothness at the start; floored at l_f with gradient blocks); gradient blocks: beta_v = 1/(l_f/gamma + l_g,vv), beta_w = 1/l_g,vv, accuracy rule rho = 0.1",
                     "PBGD Jacobi": "alpha = 0.5/(l_f + gamma l_g), exact w",
                 },
         });
@@ -700,7 +700,7 @@ fn applications_many_starts(ctx: &Context<'_>) -> Result<Part> {
             reduced_gradient_norm(&obs_p, u0, gamma) / crate::linalg::norm(&gu).max(1e-300)
         })
         .fold(0.0, f64::max);
-    part.notes.push(format!("Reduced smoothness on representation learning is not measured: with h ≥ m every full-rank backbone W1 reaches every product Z = W1 W2, so F_γ(u) = min_v L_γ(u, v) is constant on full-rank W1 and ∇F_γ = 0 there (at the {k} starts of the many-start study, ‖∇F_γ(u0)‖ with least-norm responses is at most {flat_f:.1e} times ‖∇_u f(u0, w*(u0))‖). Iterations to ‖∇F_γ‖ ≤ ε are then 0 for every solver and γ, and ALT-PBGD's power-iteration estimate of ℓ_F is near 0 (a probe found c/estimate from 2e-4 to 5e3 across γ, which diverged): its step η = c/max(estimate, ℓ_f) is then c/ℓ_f, the floor. The γ-independence of ALT-PBGD cannot show on this problem; its progress is all in the v block."));
+    part.notes.push(format!("Reduced smoothness on representation learning is not measured: with h ≥ m every full-rank backbone W1 reaches every product Z = W1 W2, so F_γ(u) = min_v L_γ(u, v) is constant on full-rank W1 and ∇F_γ = 0 there (at the {k} starts of the many-start study, ‖∇F_γ(u0)‖ with least-norm responses is at most {flat_f:.1e} times ‖∇_u f(u0, w*(u0))‖). Iterations to ‖∇F_γ‖ ≤ ε are then 0 for every solver and γ, and ALT-PBGD's power-iteration estimate of ℓ_F is near 0 (a probe found c/estimate from 2e-4 to 5e3 across γ, which diverged): with gradient blocks its step η = c/max(estimate, ℓ_f) is then c/ℓ_f, the floor. The γ-independence of ALT-PBGD cannot show on this problem; its progress is all in the v block."));
     part.summary.insert(
         "replearn_reduced_gradient_at_starts_relative".into(),
         json!(flat_f),

@@ -6,7 +6,8 @@
 //! value-function copy w toward w*(u_k) = argmin g(u_k, ·) — exactly where the problem has the
 //! closed forms, else by warm-started gradient steps under an [`InnerRule`]; then
 //! u ← Proj(u − η ∇_u L_γ(u_k, v, w)), the Danskin estimate of ∇F_γ(u_k), with η = c / ℓ_F and
-//! ℓ_F the smoothness of F_γ estimated at the start, floored at ℓ_f (not c/(ℓ_f + γ ℓ_g)).
+//! ℓ_F the smoothness of F_γ estimated at the start, floored at ℓ_f with gradient blocks (not
+//! c/(ℓ_f + γ ℓ_g)).
 
 use super::{Solver, State, Steps, VBlock};
 use crate::error::{Error, Result, check_gamma, check_positive};
@@ -181,7 +182,7 @@ impl AltPbgd {
     }
 
     /// The smoothness of F_γ in use (after `init`; NaN with a fixed η): the override, else
-    /// max(estimate at the start, ℓ_f).
+    /// the estimate at the start, floored at ℓ_f when a block takes gradient steps.
     pub fn reduced_smoothness_in_use(&self) -> f64 {
         self.l_reduced
     }
@@ -444,23 +445,16 @@ impl Solver for AltPbgd {
                         let est =
                             self.estimate_reduced_smoothness(problem, &state.u, &state.v, &w0)?;
                         self.l_estimate = est;
-                        // The estimate is local: where F_γ is flat at the start (representation
-                        // learning with h ≥ m) it is near 0 and η = c/est would turn the inner
-                        // blocks' small errors into a divergent u step. ℓ_f is γ-independent and
-                        // a term of the global bound on ℓ_F, so it floors the estimate.
-                        let lf = match self.resolved {
-                            Some(s) => s.lf,
-                            None => {
-                                super::resolve_smoothness(
-                                    problem,
-                                    &state.u,
-                                    &state.v,
-                                    self.smoothness,
-                                )?
-                                .lf
-                            }
-                        };
-                        est.max(lf)
+                        // The estimate is local. With gradient blocks, whose steps use the
+                        // smoothness at the start, a step that moves u far invalidates them:
+                        // where F_γ is flat at the start (representation learning with h ≥ m)
+                        // the estimate is near 0 and c/est diverged. ℓ_f (γ-independent, a
+                        // term of the global bound on ℓ_F) floors it there. Exact blocks need
+                        // no floor (on hyper-cleaning it would cut the step a hundredfold).
+                        match self.resolved {
+                            Some(s) => est.max(s.lf),
+                            None => est,
+                        }
                     }
                 };
                 if !(l.is_finite() && l > 0.0) {

@@ -16,12 +16,13 @@
 //! start, but the first record's `grad_u` is then ‖∇_u φ(0)‖, the reference of the stop rule
 //! (at W = 0 it would measure the distance of W = 0 from the v block instead).
 //!
-//! Softmax cross-entropy has no exact v block: there the rule keeps steps 2–4, uses Gauss–Seidel
-//! PBGD with 10 gradient steps on W per iteration (step c / (ℓ_f + γ ℓ_g), c = 0.5, the
-//! problem's smoothness estimates) and the warm gradient inner loop, takes α from the gradient
-//! at the start (u = 0, W = 0, g* from the fitted lower level) and has no relative stop (the
-//! first record does not measure ∇φ): it runs to the iteration guard. Not measured; give a
-//! `[solver]` for serious softmax work.
+//! Softmax cross-entropy has the exact v block too (Newton-CG, softmax.rs) when λ > 0, which
+//! step 3 gives: the rule is then the same, with Newton-CG solves for the v block and g*.
+//! Without a ridge (λ = 0 given) there is none: the rule uses Gauss–Seidel PBGD with 10
+//! gradient steps on W per iteration (step c / (ℓ_f + γ ℓ_g), c = 0.5, the problem's
+//! smoothness estimates) and the warm gradient inner loop, takes α from the gradient at the
+//! start (u = 0, W = 0) and has no relative stop (the first record does not measure ∇φ): it
+//! runs to the iteration guard. Not measured; give a `[solver]` for that case.
 
 use super::{Cleaning, CleaningData, CleaningLoss, CleaningSettings, ExactSolve};
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ pub const GRAD_U_REL_TOL: f64 = 0.5;
 pub const MAX_ITER: usize = 1000;
 /// Box on the logits.
 pub const BOUND: f64 = 10.0;
-/// Gradient steps on W per iteration when the loss has no exact v block (softmax).
+/// Gradient steps on W per iteration without an exact v block (softmax with λ = 0).
 pub const SOFTMAX_V_STEPS: usize = 10;
 
 /// σ_j of each column over the rows of `x` (population standard deviation; 1 where it is 0 or
@@ -147,8 +148,11 @@ pub struct Defaults {
     pub u_step: f64,
     /// rms(∇_u L_γ) at the start (∇_u φ(0) for least squares), from which α is derived.
     pub first_grad_u_rms: f64,
-    /// Start point (u = 0; W the exact v block at u = 0 for least squares, else 0).
+    /// Start point (u = 0; W the exact v block at u = 0 where there is one, else 0).
     pub start: (Vec<f64>, Vec<f64>),
+    /// Whether the problem has the exact v block (least squares; softmax cross-entropy with a
+    /// ridge, by Newton-CG): the rule's solver uses it.
+    pub exact_v: bool,
     /// Relative stop on `grad_u` (None: off).
     pub grad_u_rel_tol: Option<f64>,
     /// Iteration guard.
@@ -198,7 +202,7 @@ impl Defaults {
                 .into(),
                 given(
                     loss_rule,
-                    "least squares, the loss with an exact v block".into(),
+                    "least squares: closed-form v block and g*".into(),
                 ),
                 loss_rule,
             ),
@@ -302,9 +306,9 @@ impl Defaults {
                 format!("Gauss–Seidel PBGD, {SOFTMAX_V_STEPS} gradient steps on W per iteration, warm gradient inner loop")
             },
             if exact_v {
-                "W = argmin_W L_γ(u, W) in closed form at every iteration, then a projected step on u".into()
+                "W = argmin_W L_γ(u, W) at every iteration (closed form for least squares, Newton-CG for softmax cross-entropy), then a projected step on u".into()
             } else {
-                "the loss has no exact v block: the best available without one (not measured)".into()
+                "no exact v block (softmax without a ridge): the best available without one (not measured)".into()
             },
             true,
         ));
@@ -379,6 +383,7 @@ impl Defaults {
                 u_step,
                 first_grad_u_rms: rms,
                 start,
+                exact_v,
                 grad_u_rel_tol: tol,
                 max_iter,
                 derived,
@@ -387,10 +392,10 @@ impl Defaults {
     }
 
     /// The rule's solver: Gauss–Seidel PBGD at γ with the fixed u step; the exact v block
-    /// where the loss has one, else gradient steps on W.
+    /// where the problem has one, else gradient steps on W.
     pub fn solver(&self) -> Pbgd {
         let p = Pbgd::gauss_seidel(self.gamma);
-        if self.settings.loss == CleaningLoss::LeastSquares {
+        if self.exact_v {
             p.with_exact_v(StepRule::Fixed(self.u_step))
         } else {
             p.with_v_steps(SOFTMAX_V_STEPS)
