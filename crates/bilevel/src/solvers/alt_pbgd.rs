@@ -119,7 +119,6 @@ pub struct AltPbgd {
     beta_w: f64,
     eta: f64,
     l_reduced: f64,
-    l_estimate: f64,
     resolved: Option<Smoothness>,
     w: Vec<f64>,
     gbuf: Vec<f64>,
@@ -146,7 +145,6 @@ impl AltPbgd {
             beta_w: f64::NAN,
             eta: f64::NAN,
             l_reduced: f64::NAN,
-            l_estimate: f64::NAN,
             resolved: None,
             w: Vec::new(),
             gbuf: Vec::new(),
@@ -185,12 +183,6 @@ impl AltPbgd {
     /// the estimate at the start, floored at ℓ_f when a block takes gradient steps.
     pub fn reduced_smoothness_in_use(&self) -> f64 {
         self.l_reduced
-    }
-
-    /// The power-iteration estimate of F_γ's smoothness at the start (after `init`; NaN when
-    /// it was not computed: a fixed η or a `reduced_smoothness` override).
-    pub fn reduced_smoothness_estimate(&self) -> f64 {
-        self.l_estimate
     }
 
     /// Inner gradient steps taken so far on (v, w) (exact blocks count none).
@@ -295,6 +287,21 @@ impl AltPbgd {
         Ok(())
     }
 
+    /// One gradient the smoothness estimate differences: (v, w) restarted from the responses
+    /// `from`, then [`ESTIMATE_PROBE_STEPS`] steps per gradient block at u; left in `pen.du`.
+    fn probe_gradient(
+        &mut self,
+        problem: &dyn Problem,
+        pen: &mut Penalty,
+        u: &[f64],
+        (v, w): (&mut [f64], &mut [f64]),
+        from: (&[f64], &[f64]),
+    ) -> Result<()> {
+        v.copy_from_slice(from.0);
+        w.copy_from_slice(from.1);
+        self.responded_gradient(problem, pen, u, v, w, -1.0, ESTIMATE_PROBE_STEPS)
+    }
+
     /// Power iteration on one-sided differences of ∇F_γ at u0 (10 products): |largest
     /// eigenvalue| of the Hessian of F_γ there, a local estimate.
     ///
@@ -331,15 +338,7 @@ impl AltPbgd {
         )?;
         let (vr, wr) = (v.clone(), w.clone());
         // The reference gradient through the same map as the probes.
-        self.responded_gradient(
-            problem,
-            &mut pen,
-            u0,
-            &mut v,
-            &mut w,
-            -1.0,
-            ESTIMATE_PROBE_STEPS,
-        )?;
+        self.probe_gradient(problem, &mut pen, u0, (&mut v, &mut w), (&vr, &wr))?;
         let g0 = pen.du.clone();
         let h = 1e-5 * (1.0 + norm(u0));
         let mut d: Vec<f64> = (0..nu).map(|i| 1.0 + 0.1 * ((i * 7 % 13) as f64)).collect();
@@ -354,17 +353,7 @@ impl AltPbgd {
             for ((p, a), b) in up.iter_mut().zip(u0).zip(&d) {
                 *p = a + h * b;
             }
-            v.copy_from_slice(&vr);
-            w.copy_from_slice(&wr);
-            self.responded_gradient(
-                problem,
-                &mut pen,
-                &up,
-                &mut v,
-                &mut w,
-                -1.0,
-                ESTIMATE_PROBE_STEPS,
-            )?;
+            self.probe_gradient(problem, &mut pen, &up, (&mut v, &mut w), (&vr, &wr))?;
             for ((x, a), b) in d.iter_mut().zip(&pen.du).zip(&g0) {
                 *x = (a - b) / h;
             }
@@ -403,7 +392,6 @@ impl Solver for AltPbgd {
         check_gamma("gamma", self.gamma)?;
         self.inner.validate()?;
         self.u_step.validate()?;
-        self.l_estimate = f64::NAN;
         if let Some(l) = self.reduced_smoothness {
             check_positive("reduced smoothness", l)?;
         }
@@ -444,7 +432,6 @@ impl Solver for AltPbgd {
                         let w0 = self.w.clone();
                         let est =
                             self.estimate_reduced_smoothness(problem, &state.u, &state.v, &w0)?;
-                        self.l_estimate = est;
                         // The estimate is local. With gradient blocks, whose steps use the
                         // smoothness at the start, a step that moves u far invalidates them:
                         // where F_γ is flat at the start (representation learning with h ≥ m)
